@@ -1,0 +1,19 @@
+//! The TTRPC services vminitd serves and the shim calls, shared by both sides.
+
+// Generated code: its warnings are not ours to fix.
+#![allow(warnings, clippy::all)]
+
+pub use protobuf;
+pub use ttrpc;
+
+/// Guest port vminitd dials on the host (CID 2) to offer its TTRPC server.
+pub const TTRPC_PORT: u32 = 1024;
+
+/// `voidbox.system.v1`: guest identity, boot times, mounts, power.
+pub mod system {
+    include!(concat!(env!("OUT_DIR"), "/gen/system.rs"));
+}
+/// Async TTRPC stubs of the System service.
+pub mod system_ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/gen/system_ttrpc.rs"));
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Builds the guest root filesystem: vminitd as /init, Debian's crun with
+# exactly the shared libraries it loads, and the mount points vminitd uses.
+# Both forms are produced from one staging tree: an erofs image (the default
+# root, attached as /dev/vda) and an uncompressed initramfs (for comparison).
+#
+#   guest/build-image.sh VMINITD              -> prints the cached image directory
+#   guest/build-image.sh --bare BARE_INIT     -> prints the cached bare.cpio (bench baseline)
+#   guest/build-image.sh --verify VMINITD     -> builds twice, fails unless byte-identical
+#
+# Outputs are cached under $VOIDBOX_CACHE (default /var/cache/voidbox), keyed
+# by the hash of every input; only the newest few entries are kept.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${VOIDBOX_CACHE:-/var/cache/voidbox}
+crun=${VOIDBOX_CRUN:-/usr/bin/crun}
+# A fixed identity for every file: same inputs, same bytes.
+epoch=0
+uuid=6f696476-786f-4200-8000-766f6964626f
+
+die() { echo "build-image: $*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null || die "$1 missing; run 'make deps' (apt-get install $2)"; }
+
+# The shared objects a dynamic binary loads, as absolute paths.
+libs_of() {
+    ldd "$1" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u
+}
+
+# Fills directory $1 with the guest tree.
+stage() {
+    local root=$1 init=$2
+    mkdir -p "$root"/{dev,proc,sys,run,tmp,etc,root,mnt,usr/bin,usr/sbin,usr/lib/x86_64-linux-gnu,usr/lib64}
+    ln -s usr/bin "$root/bin"
+    ln -s usr/sbin "$root/sbin"
+    ln -s usr/lib "$root/lib"
+    ln -s usr/lib64 "$root/lib64"
+    chmod 1777 "$root/tmp"
+    install -m 0755 "$init" "$root/init"
+    install -m 0755 "$crun" "$root/usr/bin/crun"
+    local lib name
+    for lib in $(libs_of "$crun"); do
+        name=$(basename "$lib")
+        if [[ $name == ld-linux-x86-64.so.2 ]]; then
+            install -m 0755 "$(readlink -f "$lib")" "$root/usr/lib/x86_64-linux-gnu/$name"
+            ln -s ../lib/x86_64-linux-gnu/$name "$root/usr/lib64/$name"
+        else
+            install -m 0644 "$(readlink -f "$lib")" "$root/usr/lib/x86_64-linux-gnu/$name"
+        fi
+    done
+    # The kernel opens /dev/console for init before devtmpfs is mounted.
+    mknod -m 0600 "$root/dev/console" c 5 1
+    mknod -m 0666 "$root/dev/null" c 1 3
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+    printf 'root:x:0:\ntty:x:5:\n' > "$root/etc/group"
+}
+
+# Archives directory $1 as a newc cpio at $2, in a fixed order with fixed metadata.
+make_cpio() {
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet --reproducible -o -H newc -R 0:0) > "$2"
+}
+
+normalize_times() {
+    find "$1" -exec touch -h -d "@$epoch" {} +
+}
+
+build_into() {
+    local out=$1 init=$2 staging
+    staging=$(mktemp -d)
+    trap 'rm -rf "$staging"' RETURN
+    stage "$staging/root" "$init"
+    normalize_times "$staging/root"
+    mkdir -p "$out"
+    mkfs.erofs --quiet -T"$epoch" -U"$uuid" --all-root "$out/guest.erofs" "$staging/root" >/dev/null
+    make_cpio "$staging/root" "$out/guest.cpio"
+}
+
+image_key() {
+    local init=$1
+    {
+        sha256sum "$init" "$crun" $(libs_of "$crun") | cut -d' ' -f1
+        mkfs.erofs --help 2>&1 | head -1
+        cpio --version | head -1
+        cat "$0"
+    } | sha256sum | cut -c1-16
+}
+
+# Keeps the newest $2 entries matching $1 in the cache.
+prune() {
+    ls -1dt "$cache"/$1 2>/dev/null | tail -n +$(( $2 + 1 )) | xargs -r rm -rf
+}
+
+need mkfs.erofs erofs-utils
+need cpio cpio
+[[ -x $crun ]] || die "$crun missing; run 'make deps' (apt-get install crun)"
+
+case ${1:-} in
+--bare)
+    init=${2:?usage: build-image.sh --bare BARE_INIT}
+    key=$(cat "$init" "$0" | sha256sum | cut -c1-16)
+    out=$cache/bare-$key
+    if [[ ! -f $out/bare.cpio ]]; then
+        staging=$(mktemp -d)
+        mkdir -p "$staging/dev"
+        install -m 0755 "$init" "$staging/init"
+        mknod -m 0600 "$staging/dev/console" c 5 1
+        normalize_times "$staging"
+        mkdir -p "$out.tmp"
+        make_cpio "$staging" "$out.tmp/bare.cpio"
+        rm -rf "$staging" "$out"
+        mv "$out.tmp" "$out"
+        prune 'bare-*' 3
+    fi
+    echo "$out/bare.cpio"
+    ;;
+--verify)
+    init=${2:?usage: build-image.sh --verify VMINITD}
+    a=$(mktemp -d) b=$(mktemp -d)
+    trap 'rm -rf "$a" "$b"' EXIT
+    build_into "$a" "$init"
+    sleep 1 # a later wall clock must not change the bytes
+    build_into "$b" "$init"
+    for f in guest.erofs guest.cpio; do
+        sa=$(sha256sum < "$a/$f" | cut -c1-64) sb=$(sha256sum < "$b/$f" | cut -c1-64)
+        [[ $sa == "$sb" ]] || die "$f differs between two builds from the same inputs ($sa vs $sb)"
+        echo "reproducible: $f sha256 $sa"
+    done
+    ;;
+*)
+    init=${1:?usage: build-image.sh VMINITD}
+    [[ -x $init ]] || die "vminitd binary $init missing; build it with 'make vminitd'"
+    key=$(image_key "$init")
+    out=$cache/image-$key
+    if [[ ! -f $out/guest.erofs ]]; then
+        rm -rf "$out.tmp"
+        build_into "$out.tmp" "$init"
+        rm -rf "$out"
+        mv "$out.tmp" "$out"
+        prune 'image-*' 3
+    fi
+    echo "$out"
+    ;;
+esac

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what voidbox needs on Debian 12: the apt packages that are missing,
+# and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE).
+# A second run finds everything present and installs nothing.
+set -euo pipefail
+
+cache=${VOIDBOX_CACHE:-/var/cache/voidbox}
+VHOST_VSOCK_VERSION=0.3.0
+
+packages=(
+    # VMs: QEMU (microvm, TCG or KVM) and virtiofsd (in qemu-system-common on Debian 12)
+    qemu-system-x86 qemu-system-common
+    # containers: the daemon that drives the shim, runtimes, and the test image's busybox
+    containerd crun runc busybox-static
+    # guest kernel: the source and what building it takes
+    linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make gcc
+    # guest image
+    cpio erofs-utils
+    # tests and tools
+    iproute2 procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+    if [[ $(id -u) != 0 ]]; then
+        echo "install-deps: missing packages ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+        exit 1
+    fi
+    echo "install-deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+vsock=$cache/vhost-device-vsock-$VHOST_VSOCK_VERSION/bin/vhost-device-vsock
+if [[ ! -x $vsock ]]; then
+    command -v cargo >/dev/null || { echo "install-deps: cargo missing; install Rust (rustup)" >&2; exit 1; }
+    echo "install-deps: cargo install vhost-device-vsock $VHOST_VSOCK_VERSION" >&2
+    mkdir -p "$cache"
+    cargo install --locked --quiet vhost-device-vsock --version "$VHOST_VSOCK_VERSION" \
+        --root "$cache/vhost-device-vsock-$VHOST_VSOCK_VERSION" >&2
+fi
+echo "$vsock"

@@ -1,0 +1,48 @@
+//! voidbox-bench: the benchmarks of `make bench`. Every figure is a median of
+//! samples taken side by side in this run, and every ratio compares two such
+//! medians from the same run.
+//!
+//!   voidbox-bench [--boots N] [boot]
+
+mod boot;
+
+fn main() {
+    let mut boots = 7;
+    let mut suites = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--boots" => {
+                boots = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n >= 5)
+                    .unwrap_or_else(|| die("--boots takes a number of at least 5"))
+            }
+            "boot" => suites.push(arg),
+            other => die(&format!("unknown argument {other}")),
+        }
+    }
+    if suites.is_empty() {
+        suites.push("boot".to_string());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for suite in suites {
+        let result = match suite.as_str() {
+            "boot" => rt.block_on(boot::run(boots)),
+            _ => unreachable!(),
+        };
+        if let Err(e) = result {
+            die(&e);
+        }
+    }
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("voidbox-bench: {msg}");
+    std::process::exit(1)
+}

@@ -1,0 +1,3 @@
+//! Shared pieces of the developer tools.
+
+pub mod stats;

@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests: VM configs built from the
+//! assets `make test` prepares, and checks that nothing was left behind.
+
+use std::path::{Path, PathBuf};
+
+use voidbox_shim::assets;
+use voidbox_shim::vm::VmConfig;
+
+/// A VM config for test `name`, with the kernel and image `make test` built.
+///
+/// The assets come from VOIDBOX_KERNEL and VOIDBOX_IMAGE, which the Makefile
+/// sets; without them the installed assets are used.
+pub fn vm_config(name: &str) -> VmConfig {
+    let kernel = assets::kernel();
+    assert!(
+        kernel.exists(),
+        "no guest kernel at {}: run the tests through `make test`, which builds it",
+        kernel.display()
+    );
+    let state = state_root().join(format!("{name}-{}", std::process::id()));
+    VmConfig::new(name, kernel, assets::guest_root(), state)
+}
+
+/// Where test VMs keep their state.
+pub fn state_root() -> PathBuf {
+    assets::state_root().join("test")
+}
+
+/// Processes whose command line mentions `needle` (a VM's state directory).
+pub fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && n != me)
+        })
+        .filter_map(|e| {
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(&needle)
+                .then(|| format!("{}: {}", e.file_name().to_string_lossy(), cmd.trim()))
+        })
+        .collect()
+}
+
+/// Mounts whose source or target mentions `needle`.
+pub fn mounts_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Everything a VM could leave behind: processes, mounts, its state directory.
+pub fn leftovers(state_dir: &Path) -> Vec<String> {
+    let mut left = processes_mentioning(state_dir);
+    left.extend(mounts_mentioning(state_dir));
+    if state_dir.exists() {
+        let entries: Vec<String> = std::fs::read_dir(state_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.push(format!(
+            "state directory {} still holds {entries:?}",
+            state_dir.display()
+        ));
+    }
+    left
+}
+
+/// Waits up to `timeout` for `cond`, polling every 20 ms.
+pub async fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cond()
+}

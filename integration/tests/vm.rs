@@ -1,0 +1,156 @@
+//! The guest platform against real VMs: QEMU (TCG here), vminitd, vsock, virtio-fs.
+
+use std::time::Duration;
+
+use voidbox_integration::{eventually, leftovers, vm_config};
+use voidbox_shim::vm::{qemu::Qemu, MicroVm, Share, VmExit};
+
+const GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_and_answers_system_info_over_vsock() {
+    let config = vm_config("info");
+    let state = config.state_dir.clone();
+    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let guest = vm.connect_guest().await.expect("vminitd dials in");
+    let info = guest.info().await.expect("System.Info");
+
+    assert_eq!(info.vminitd_version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        info.kernel_release.starts_with("6.1."),
+        "kernel {}",
+        info.kernel_release
+    );
+    assert!(
+        info.cmdline.contains("voidbox.backend=qemu"),
+        "cmdline {}",
+        info.cmdline
+    );
+    assert_eq!(info.cpus, 1);
+    let boot = info.boot.as_ref().expect("boot times");
+    assert!(boot.init_start_ns > 0, "init start {boot:?}");
+    assert!(boot.ready_ns >= boot.init_start_ns, "ready before init: {boot:?}");
+    assert!(
+        boot.kernel_start_unix_nano > 1_600_000_000_000_000_000,
+        "kernel start {boot:?}"
+    );
+    println!(
+        "guest reached /init at {:.3}s, ready at {:.3}s (guest uptime)",
+        boot.init_start_ns as f64 / 1e9,
+        boot.ready_ns as f64 / 1e9
+    );
+
+    let exit = vm.shutdown(&guest, GRACE).await;
+    assert_eq!(exit, VmExit::Shutdown, "clean power-off");
+    assert_eq!(leftovers(&state), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_a_host_file_shared_over_virtio_fs() {
+    let host_dir = tempdir("share");
+    let payload = format!("hello from the host, pid {}\n", std::process::id());
+    std::fs::write(host_dir.join("greeting.txt"), &payload).unwrap();
+
+    let mut config = vm_config("virtiofs");
+    config.shares.push(Share {
+        tag: "hostshare".into(),
+        host_path: host_dir.clone(),
+    });
+    let state = config.state_dir.clone();
+    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let guest = vm.connect_guest().await.expect("vminitd dials in");
+
+    guest
+        .mount("virtiofs", "hostshare", "/mnt/host", &[])
+        .await
+        .expect("mount virtio-fs");
+    let (data, truncated) = guest.read_file("/mnt/host/greeting.txt", 0).await.expect("read");
+    assert_eq!(String::from_utf8_lossy(&data), payload);
+    assert!(!truncated);
+
+    // A missing file is a NOT_FOUND naming the path, not a hang or a crash.
+    let err = guest
+        .read_file("/mnt/host/missing.txt", 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/mnt/host/missing.txt"), "{err}");
+
+    assert_eq!(vm.shutdown(&guest, GRACE).await, VmExit::Shutdown);
+    assert_eq!(leftovers(&state), Vec::<String>::new());
+    std::fs::remove_dir_all(host_dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_vmm_leaves_nothing_behind() {
+    let host_dir = tempdir("kill");
+    let mut config = vm_config("kill");
+    config.shares.push(Share {
+        tag: "s".into(),
+        host_path: host_dir.clone(),
+    });
+    let state = config.state_dir.clone();
+    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let guest = vm.connect_guest().await.expect("vminitd dials in");
+    guest.mount("virtiofs", "s", "/mnt/s", &[]).await.expect("mount");
+    // Every helper is running and mentions the state directory.
+    let running = voidbox_integration::processes_mentioning(&state);
+    assert!(
+        running.len() >= 3,
+        "qemu, vhost-device-vsock and virtiofsd: {running:?}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(vm.vmm_pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill qemu");
+    let exit = tokio::time::timeout(GRACE, vm.wait()).await.expect("exit reported");
+    assert_eq!(exit, VmExit::Killed { signal: 9 });
+    assert!(
+        eventually(GRACE, || leftovers(&state).is_empty()).await,
+        "left behind: {:?}",
+        leftovers(&state)
+    );
+    std::fs::remove_dir_all(host_dir).unwrap();
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("voidbox-test-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_dies_with_the_process_that_started_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let host_dir = tempdir("parent");
+    let state = voidbox_integration::state_root().join(format!("parent-{}", std::process::id()));
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_voidbox-vm"))
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--share")
+        .arg(format!("s={}", host_dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn voidbox-vm");
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    let ready = lines.by_ref().map_while(Result::ok).any(|l| l.starts_with("ready"));
+    assert!(ready, "voidbox-vm never reported ready");
+    let running = voidbox_integration::processes_mentioning(&state);
+    assert!(running.len() >= 3, "qemu and its helpers run: {running:?}");
+
+    // SIGKILL: no chance to clean up; only the kernel's parent-death signal acts.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(
+        eventually(GRACE, || voidbox_integration::processes_mentioning(&state).is_empty()).await,
+        "processes outlived their parent: {:?}",
+        voidbox_integration::processes_mentioning(&state)
+    );
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::remove_dir_all(host_dir).unwrap();
+}

@@ -1,0 +1,87 @@
+//! A TTRPC client of vminitd over a connection the guest dialed.
+
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use ttrpc::context;
+use ttrpc::r#async::transport::Socket;
+use voidbox_api::system::*;
+use voidbox_api::system_ttrpc::SystemClient;
+
+use crate::vm::VmError;
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct GuestClient {
+    system: SystemClient,
+}
+
+fn ctx(timeout: Duration) -> context::Context {
+    context::with_duration(timeout)
+}
+
+impl GuestClient {
+    pub fn new(stream: UnixStream) -> Self {
+        let client = ttrpc::r#async::Client::new(Socket::new(stream));
+        GuestClient {
+            system: SystemClient::new(client),
+        }
+    }
+
+    pub async fn info(&self) -> Result<InfoResponse, VmError> {
+        self.system
+            .info(ctx(RPC_TIMEOUT), &InfoRequest::new())
+            .await
+            .map_err(|source| VmError::Rpc {
+                method: "System.Info",
+                source,
+            })
+    }
+
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), VmError> {
+        self.system
+            .shutdown(ctx(timeout), &ShutdownRequest::new())
+            .await
+            .map(drop)
+            .map_err(|source| VmError::Rpc {
+                method: "System.Shutdown",
+                source,
+            })
+    }
+
+    pub async fn mount(&self, fstype: &str, source: &str, target: &str, options: &[&str]) -> Result<(), VmError> {
+        let req = MountRequest {
+            fstype: fstype.into(),
+            source: source.into(),
+            target: target.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            ..Default::default()
+        };
+        self.system
+            .mount(ctx(RPC_TIMEOUT), &req)
+            .await
+            .map(drop)
+            .map_err(|source| VmError::Rpc {
+                method: "System.Mount",
+                source,
+            })
+    }
+
+    /// Reads up to `max_bytes` of a guest file; the flag says whether it was longer.
+    pub async fn read_file(&self, path: &str, max_bytes: u64) -> Result<(Vec<u8>, bool), VmError> {
+        let req = ReadFileRequest {
+            path: path.into(),
+            max_bytes,
+            ..Default::default()
+        };
+        self.system
+            .read_file(ctx(RPC_TIMEOUT), &req)
+            .await
+            .map(|r| (r.data, r.truncated))
+            .map_err(|source| VmError::Rpc {
+                method: "System.ReadFile",
+                source,
+            })
+    }
+}

@@ -1,0 +1,5 @@
+//! The shim's side of the conversation with vminitd.
+
+mod client;
+
+pub use client::GuestClient;

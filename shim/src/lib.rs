@@ -1,0 +1,9 @@
+//! voidbox: a containerd runtime that runs every container in its own micro-VM.
+//!
+//! - [`vm`]: VMM backends behind one trait, and the backend-agnostic [`vm::MicroVm`].
+//! - [`guest`]: the TTRPC client of vminitd.
+//! - [`assets`]: where the kernel, guest image and helper binaries are found.
+
+pub mod assets;
+pub mod guest;
+pub mod vm;

@@ -1,0 +1,101 @@
+//! Errors from starting and running a VM. Each message names the fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::VmExit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("guest kernel not found at {}: build it with `make kernel`, install it with `make install`, or point VOIDBOX_KERNEL at a vmlinux", path.display())]
+    KernelMissing { path: PathBuf },
+
+    #[error("guest image {}: {reason}; build it with `make image`, install it with `make install`, or point VOIDBOX_IMAGE at one", path.display())]
+    BadImage { path: PathBuf, reason: String },
+
+    #[error("{tool} not found (looked in {searched}): {fix}")]
+    ToolMissing {
+        tool: &'static str,
+        searched: String,
+        fix: &'static str,
+    },
+
+    #[error("unix socket path {} is {len} bytes, over the {max}-byte limit for unix socket paths: use a shorter state directory (VOIDBOX_STATE_DIR; now {})", path.display(), state_dir.display())]
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+        state_dir: PathBuf,
+    },
+
+    #[error("share {tag:?}: host directory {} does not exist", path.display())]
+    ShareMissing { tag: String, path: PathBuf },
+
+    #[error("invalid VM configuration: {0}")]
+    Invalid(String),
+
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("starting {process}: {source}")]
+    Spawn { process: String, source: std::io::Error },
+
+    #[error("{process} exited during startup ({status}): {log}")]
+    HelperDied {
+        process: String,
+        status: String,
+        log: String,
+    },
+
+    #[error("{process} did not create {} within {timeout:?}", socket.display())]
+    HelperTimeout {
+        process: String,
+        socket: PathBuf,
+        timeout: Duration,
+    },
+
+    #[error("the guest did not become ready within {timeout:?}; last console lines:\n{console}")]
+    ReadyTimeout { timeout: Duration, console: String },
+
+    #[error("the VM ended before the guest was ready: {exit}")]
+    EndedBeforeReady { exit: VmExit },
+
+    #[error("hardware virtualization unavailable: {0}")]
+    NoKvm(String),
+
+    #[error("guest RPC {method}: {}", rpc_message(source))]
+    Rpc { method: &'static str, source: ttrpc::Error },
+}
+
+/// A guest error status as "CODE: message"; other errors as they display.
+fn rpc_message(e: &ttrpc::Error) -> String {
+    match e {
+        ttrpc::Error::RpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
+impl VmError {
+    /// The guest's status code, when the guest answered with an error.
+    pub fn rpc_code(&self) -> Option<ttrpc::Code> {
+        match self {
+            VmError::Rpc {
+                source: ttrpc::Error::RpcStatus(s),
+                ..
+            } => Some(s.code()),
+            _ => None,
+        }
+    }
+
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        VmError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! A running micro-VM, whatever its backend: the state directory, the vsock
+//! listeners, the processes and how the VM ended.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::console::tail;
+use super::exit::VmExit;
+use super::process::{FirstExit, ProcessSet};
+use super::{Backend, VmConfig, VmError};
+use crate::guest::GuestClient;
+
+const CONSOLE_LINES: usize = 30;
+const HELPER_EXIT_GRACE: Duration = Duration::from_millis(500);
+
+pub struct MicroVm {
+    config: VmConfig,
+    backend: &'static str,
+    listeners: HashMap<u32, UnixListener>,
+    exit: watch::Receiver<Option<VmExit>>,
+    kill: watch::Sender<bool>,
+    shutdown_requested: Arc<AtomicBool>,
+    vmm_pid: u32,
+    spawned_at: Instant,
+}
+
+/// Removes the state directory when the VM's monitor ends, however it ends.
+struct StateDir(PathBuf);
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!("removing {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+impl MicroVm {
+    /// Validates `config`, then starts the VM. Returns once the VMM runs;
+    /// [`MicroVm::connect_guest`] waits for the guest.
+    pub async fn start(backend: &dyn Backend, config: VmConfig) -> Result<MicroVm, VmError> {
+        backend.preflight()?;
+        config.validate()?;
+
+        // A state directory left by a VM that died with its host process holds
+        // only stale sockets and logs.
+        let _ = std::fs::remove_dir_all(&config.state_dir);
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| VmError::io("create state directory", &config.state_dir, e))?;
+        let state_dir = StateDir(config.state_dir.clone());
+
+        let mut listeners = HashMap::new();
+        for &port in &config.vsock_ports {
+            let path = config.vsock_path(port);
+            let listener = UnixListener::bind(&path).map_err(|e| VmError::io("bind vsock socket", &path, e))?;
+            listeners.insert(port, listener);
+        }
+
+        let spawned_at = Instant::now();
+        let mut procs = ProcessSet::new(&config.state_dir);
+        if let Err(e) = backend.spawn(&config, &mut procs).await {
+            procs.kill_all().await;
+            return Err(e);
+        }
+        let vmm_pid = procs.vmm_pid().unwrap_or(0);
+        info!(vm = %config.id, backend = backend.name(), vmm_pid, "VM started");
+
+        let (exit_tx, exit) = watch::channel(None);
+        let (kill, kill_rx) = watch::channel(false);
+        let shutdown_requested = Arc::new(AtomicBool::new(false));
+        tokio::spawn(monitor(
+            procs,
+            state_dir,
+            config.console_log(),
+            config.id.clone(),
+            kill_rx,
+            shutdown_requested.clone(),
+            exit_tx,
+        ));
+
+        Ok(MicroVm {
+            config,
+            backend: backend.name(),
+            listeners,
+            exit,
+            kill,
+            shutdown_requested,
+            vmm_pid,
+            spawned_at,
+        })
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    pub fn vmm_pid(&self) -> u32 {
+        self.vmm_pid
+    }
+
+    /// When the VMM process was spawned.
+    pub fn spawned_at(&self) -> Instant {
+        self.spawned_at
+    }
+
+    /// The next guest connection to host port `port`, or how the VM ended first.
+    pub async fn accept(&self, port: u32) -> Result<UnixStream, VmError> {
+        let listener = self
+            .listeners
+            .get(&port)
+            .ok_or_else(|| VmError::Invalid(format!("vsock port {port} is not in the VM's port list")))?;
+        tokio::select! {
+            accepted = listener.accept() => accepted
+                .map(|(stream, _)| stream)
+                .map_err(|e| VmError::io("accept on", self.config.vsock_path(port), e)),
+            exit = self.wait() => Err(VmError::EndedBeforeReady { exit }),
+        }
+    }
+
+    /// Waits for vminitd to dial in, within the configured ready timeout.
+    pub async fn connect_guest(&self) -> Result<GuestClient, VmError> {
+        let timeout = self.config.ready_timeout;
+        match tokio::time::timeout(timeout, self.accept(voidbox_api::TTRPC_PORT)).await {
+            Ok(stream) => Ok(GuestClient::new(stream?)),
+            Err(_) => Err(VmError::ReadyTimeout {
+                timeout,
+                console: tail(&self.config.console_log(), CONSOLE_LINES),
+            }),
+        }
+    }
+
+    /// Asks the guest to power off and waits up to `grace`; kills it after that.
+    pub async fn shutdown(&self, guest: &GuestClient, grace: Duration) -> VmExit {
+        self.shutdown_requested.store(true, Ordering::SeqCst);
+        if let Err(e) = guest.shutdown(grace).await {
+            debug!(vm = %self.config.id, "shutdown RPC: {e}");
+        }
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                warn!(vm = %self.config.id, "guest did not power off within {grace:?}; killing the VMM");
+                self.kill().await
+            }
+        }
+    }
+
+    /// Kills the VMM and its helpers now.
+    pub async fn kill(&self) -> VmExit {
+        let _ = self.kill.send(true);
+        self.wait().await
+    }
+
+    /// Resolves when the VM has ended and everything it started is gone.
+    pub async fn wait(&self) -> VmExit {
+        let mut exit = self.exit.clone();
+        let result = exit.wait_for(Option::is_some).await.map(|v| v.clone());
+        match result {
+            Ok(v) => v.expect("checked by wait_for"),
+            // The monitor ended without reporting: its runtime is shutting down.
+            Err(_) => VmExit::Killed { signal: libc::SIGKILL },
+        }
+    }
+
+    /// How the VM ended, if it has.
+    pub fn try_exit(&self) -> Option<VmExit> {
+        self.exit.borrow().clone()
+    }
+}
+
+impl Drop for MicroVm {
+    fn drop(&mut self) {
+        // The monitor kills whatever still runs and removes the state directory.
+        let _ = self.kill.send(true);
+    }
+}
+
+/// Owns the VM's processes until they are all gone, then reports the exit.
+async fn monitor(
+    mut procs: ProcessSet,
+    state_dir: StateDir,
+    console_log: PathBuf,
+    id: String,
+    mut kill: watch::Receiver<bool>,
+    requested: Arc<AtomicBool>,
+    exit_tx: watch::Sender<Option<VmExit>>,
+) {
+    let killed = tokio::select! {
+        first = procs.first_exit() => Some(first),
+        _ = kill.wait_for(|k| *k) => None,
+    };
+    let first = match killed {
+        // vhost-user helpers quit when the VMM disconnects, so a helper exit
+        // may just be the VMM ending: give the VMM a moment to be seen first.
+        Some(FirstExit::Helper { name, status, log }) => {
+            match tokio::time::timeout(HELPER_EXIT_GRACE, procs.wait_vmm()).await {
+                Ok(vmm_status) => FirstExit::Vmm(vmm_status),
+                Err(_) => FirstExit::Helper { name, status, log },
+            }
+        }
+        Some(first) => first,
+        None => FirstExit::Vmm(procs.kill_vmm().await),
+    };
+    let exit = match first {
+        FirstExit::Vmm(status) => {
+            let console = tail(&console_log, CONSOLE_LINES);
+            VmExit::classify(status, requested.load(Ordering::SeqCst), &console, &procs.vmm_log())
+        }
+        FirstExit::Helper { name, status, log } => {
+            warn!(vm = %id, "{name} exited ({status}); stopping the VM: {log}");
+            VmExit::HelperFailed {
+                process: name,
+                status: status.to_string(),
+                log,
+            }
+        }
+    };
+    procs.kill_all().await;
+    drop(state_dir);
+    info!(vm = %id, "VM ended: {exit}");
+    let _ = exit_tx.send(Some(exit));
+}

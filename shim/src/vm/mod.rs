@@ -1,0 +1,43 @@
+//! Micro-VMs: a backend trait that QEMU and libkrun both fit, and the
+//! machinery every backend shares (processes, sockets, console, exits).
+
+mod config;
+mod console;
+mod error;
+mod exit;
+pub mod kvm;
+mod machine;
+mod process;
+pub mod qemu;
+
+pub use config::{GuestRoot, Share, VmConfig, MAX_UNIX_PATH};
+pub use error::VmError;
+pub use exit::VmExit;
+pub use machine::MicroVm;
+pub use process::ProcessSet;
+
+use async_trait::async_trait;
+
+/// A way of running a VM. A backend only starts processes; [`MicroVm`] owns
+/// the sockets, the state directory and the lifetime of what was started.
+///
+/// The contract each backend honours:
+/// - a guest connection to host vsock port P arrives at `config.vsock_path(P)`,
+///   a unix socket the caller has bound before `spawn`;
+/// - each [`Share`] is visible to the guest as virtio-fs with its tag;
+/// - the guest console goes to `config.console_log()`;
+/// - a guest reset (vminitd's power-off, or a panic) ends the VMM process;
+/// - every process is added to `procs`, whose first entry is the VMM.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Checks that this host can run the backend, with an error naming the fix.
+    fn preflight(&self) -> Result<(), VmError>;
+
+    /// The kernel command line this backend boots `config` with.
+    fn cmdline(&self, config: &VmConfig) -> String;
+
+    /// Starts the VMM (and any helpers) for a validated `config`.
+    async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError>;
+}

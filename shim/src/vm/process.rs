@@ -1,0 +1,193 @@
+//! The processes of one VM: the VMM and its helpers, tied to our lifetime.
+//!
+//! Each child gets PR_SET_PDEATHSIG(SIGKILL), so it dies with the process
+//! (strictly: the thread) that spawned it, and `kill_on_drop`, so dropping
+//! the set kills whatever still runs. Children are spawned from tokio worker
+//! threads, which live as long as the runtime.
+
+use std::fs::File;
+use std::future::Future;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::future::select_all;
+use tokio::process::Child;
+
+use super::console::tail;
+use super::VmError;
+
+struct Managed {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// The VMM (index 0 once spawned) and the helpers it needs.
+pub struct ProcessSet {
+    log_dir: PathBuf,
+    vmm: Option<Managed>,
+    helpers: Vec<Managed>,
+}
+
+/// Which process ended first, and how.
+pub enum FirstExit {
+    Vmm(ExitStatus),
+    Helper {
+        name: String,
+        status: ExitStatus,
+        log: String,
+    },
+}
+
+impl ProcessSet {
+    pub fn new(log_dir: &Path) -> Self {
+        ProcessSet {
+            log_dir: log_dir.to_path_buf(),
+            vmm: None,
+            helpers: Vec::new(),
+        }
+    }
+
+    fn spawn(&self, name: &str, mut cmd: std::process::Command) -> Result<Managed, VmError> {
+        let log = self.log_dir.join(format!("{name}.log"));
+        let out = File::create(&log).map_err(|e| VmError::io("create log", &log, e))?;
+        let err = out.try_clone().map_err(|e| VmError::io("create log", &log, e))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let parent = std::process::id();
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        let child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| VmError::Spawn {
+                process: name.to_string(),
+                source,
+            })?;
+        Ok(Managed {
+            name: name.to_string(),
+            child,
+            log,
+        })
+    }
+
+    /// Spawns a helper the VMM depends on; returns its index.
+    pub fn spawn_helper(&mut self, name: &str, cmd: std::process::Command) -> Result<usize, VmError> {
+        let managed = self.spawn(name, cmd)?;
+        self.helpers.push(managed);
+        Ok(self.helpers.len() - 1)
+    }
+
+    /// Spawns the VMM itself; returns its pid.
+    pub fn spawn_vmm(&mut self, name: &str, cmd: std::process::Command) -> Result<u32, VmError> {
+        let managed = self.spawn(name, cmd)?;
+        let pid = managed.child.id().unwrap_or(0);
+        self.vmm = Some(managed);
+        Ok(pid)
+    }
+
+    pub fn vmm_pid(&self) -> Option<u32> {
+        self.vmm.as_ref().and_then(|m| m.child.id())
+    }
+
+    /// Waits until helper `index` has created `socket`, failing early if it exits.
+    pub async fn wait_for_socket(&mut self, index: usize, socket: &Path, timeout: Duration) -> Result<(), VmError> {
+        let start = Instant::now();
+        let helper = &mut self.helpers[index];
+        loop {
+            if socket.exists() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = helper.child.try_wait() {
+                return Err(VmError::HelperDied {
+                    process: helper.name.clone(),
+                    status: status.to_string(),
+                    log: tail(&helper.log, 10),
+                });
+            }
+            if start.elapsed() > timeout {
+                return Err(VmError::HelperTimeout {
+                    process: helper.name.clone(),
+                    socket: socket.to_path_buf(),
+                    timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Resolves when the VMM or any helper exits.
+    pub async fn first_exit(&mut self) -> FirstExit {
+        type Wait<'a> = Pin<Box<dyn Future<Output = (Option<usize>, std::io::Result<ExitStatus>)> + Send + 'a>>;
+        let ProcessSet { vmm, helpers, .. } = self;
+        let mut waits: Vec<Wait<'_>> = Vec::new();
+        if let Some(vmm) = vmm.as_mut() {
+            waits.push(Box::pin(async move { (None, vmm.child.wait().await) }));
+        }
+        for (i, h) in helpers.iter_mut().enumerate() {
+            waits.push(Box::pin(async move { (Some(i), h.child.wait().await) }));
+        }
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((which, status), _, _) = select_all(waits).await;
+        // A failed wait means the child is gone; report it as killed.
+        let status = status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(libc::SIGKILL));
+        match which {
+            None => FirstExit::Vmm(status),
+            Some(i) => FirstExit::Helper {
+                name: self.helpers[i].name.clone(),
+                status,
+                log: tail(&self.helpers[i].log, 10),
+            },
+        }
+    }
+
+    /// Waits for the VMM to exit.
+    pub async fn wait_vmm(&mut self) -> ExitStatus {
+        let vmm = self.vmm.as_mut().expect("wait_vmm before spawn_vmm");
+        vmm.child
+            .wait()
+            .await
+            .unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(libc::SIGKILL))
+    }
+
+    /// SIGKILLs the VMM and waits for it.
+    pub async fn kill_vmm(&mut self) -> ExitStatus {
+        let vmm = self.vmm.as_mut().expect("kill_vmm before spawn_vmm");
+        let _ = vmm.child.start_kill();
+        vmm.child
+            .wait()
+            .await
+            .unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(libc::SIGKILL))
+    }
+
+    /// The tail of the VMM's own output (QEMU's errors, for instance).
+    pub fn vmm_log(&self) -> String {
+        self.vmm.as_ref().map(|m| tail(&m.log, 10)).unwrap_or_default()
+    }
+
+    /// Kills and reaps every process still running.
+    pub async fn kill_all(&mut self) {
+        for m in self.vmm.iter_mut().chain(self.helpers.iter_mut()) {
+            let _ = m.child.start_kill();
+        }
+        for m in self.vmm.iter_mut().chain(self.helpers.iter_mut()) {
+            let _ = m.child.wait().await;
+        }
+    }
+}

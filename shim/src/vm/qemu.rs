@@ -1,0 +1,265 @@
+//! The QEMU backend: `qemu-system-x86_64 -M microvm`, with vsock through
+//! vhost-device-vsock and shares through virtiofsd (both vhost-user).
+//!
+//! It runs anywhere: with `-accel kvm` where hardware KVM works, otherwise
+//! under TCG (software emulation).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::info;
+
+use super::{kvm, Backend, GuestRoot, ProcessSet, VmConfig, VmError};
+use crate::assets::{Tool, LIBEXEC_DIR};
+
+const HELPER_SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kernel arguments of every QEMU guest. reboot=t: vminitd's power-off resets
+/// the machine with a triple fault, and -no-reboot turns the reset into
+/// QEMU's exit; panic=-1 does the same for a panic.
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet 8250.nr_uarts=1";
+
+pub const QEMU: Tool = Tool {
+    name: "qemu-system-x86_64",
+    env: "VOIDBOX_QEMU",
+    dirs: &[],
+    fix: "install QEMU (apt-get install qemu-system-x86) or set VOIDBOX_QEMU",
+};
+
+pub const VHOST_VSOCK: Tool = Tool {
+    name: "vhost-device-vsock",
+    env: "VOIDBOX_VHOST_VSOCK",
+    dirs: &[LIBEXEC_DIR],
+    fix: "run `make deps` (cargo install vhost-device-vsock) and `make install`, or set VOIDBOX_VHOST_VSOCK",
+};
+
+pub const VIRTIOFSD: Tool = Tool {
+    name: "virtiofsd",
+    env: "VOIDBOX_VIRTIOFSD",
+    dirs: &["/usr/libexec", "/usr/lib/qemu"],
+    fix: "install virtiofsd (apt-get install qemu-system-common on Debian 12) or set VOIDBOX_VIRTIOFSD",
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+pub struct Qemu {
+    accel: Accel,
+}
+
+impl Qemu {
+    /// KVM where hardware KVM works, TCG elsewhere; `VOIDBOX_ACCEL=tcg|kvm` overrides.
+    pub fn new() -> Self {
+        let accel = match std::env::var("VOIDBOX_ACCEL").as_deref() {
+            Ok("tcg") => Accel::Tcg,
+            Ok("kvm") => Accel::Kvm,
+            _ => match kvm::hardware_kvm() {
+                Ok(()) => Accel::Kvm,
+                Err(why) => {
+                    info!("qemu: using TCG: {why}");
+                    Accel::Tcg
+                }
+            },
+        };
+        Qemu { accel }
+    }
+
+    pub fn with_accel(accel: Accel) -> Self {
+        Qemu { accel }
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl Backend for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn preflight(&self) -> Result<(), VmError> {
+        QEMU.locate()?;
+        VHOST_VSOCK.locate()?;
+        VIRTIOFSD.locate()?;
+        if self.accel == Accel::Kvm {
+            kvm::hardware_kvm().map_err(VmError::NoKvm)?;
+        }
+        Ok(())
+    }
+
+    fn cmdline(&self, config: &VmConfig) -> String {
+        format!("{BASE_CMDLINE} voidbox.backend=qemu {}", config.common_cmdline())
+    }
+
+    async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
+        let vhost_socket = config.socket_path("vhost-vsock.sock")?;
+        let uds_path = config.socket_path("vsock")?;
+        let mut vsock = Command::new(VHOST_VSOCK.locate()?);
+        vsock
+            .arg("--guest-cid=3")
+            .arg(format!("--socket={}", vhost_socket.display()))
+            .arg(format!("--uds-path={}", uds_path.display()));
+        let vsock_index = procs.spawn_helper("vhost-device-vsock", vsock)?;
+
+        let virtiofsd = VIRTIOFSD.locate()?;
+        let mut fs_sockets = Vec::new();
+        for (i, share) in config.shares.iter().enumerate() {
+            let socket = config.socket_path(&format!("fs{i}.sock"))?;
+            let mut fs = Command::new(&virtiofsd);
+            fs.arg(format!("--socket-path={}", socket.display()))
+                .arg("-o")
+                .arg(format!("source={}", share.host_path.display()))
+                .arg("-o")
+                .arg("cache=auto");
+            let index = procs.spawn_helper(&format!("virtiofsd-{i}"), fs)?;
+            fs_sockets.push((index, socket, share.tag.clone()));
+        }
+
+        // QEMU connects to vhost-user sockets at startup: they must exist first.
+        procs
+            .wait_for_socket(vsock_index, &vhost_socket, HELPER_SOCKET_TIMEOUT)
+            .await?;
+        for (index, socket, _) in &fs_sockets {
+            procs.wait_for_socket(*index, socket, HELPER_SOCKET_TIMEOUT).await?;
+        }
+
+        let fs: Vec<(PathBuf, String)> = fs_sockets.into_iter().map(|(_, s, t)| (s, t)).collect();
+        let args = qemu_args(config, self.accel, &self.cmdline(config), &vhost_socket, &fs);
+        let mut qemu = Command::new(QEMU.locate()?);
+        qemu.args(args);
+        procs.spawn_vmm("qemu", qemu)?;
+        Ok(())
+    }
+}
+
+/// The machine every voidbox VM runs on: microvm, CPUs, memory, the kernel.
+/// `make bench` boots the bare kernel on exactly this machine.
+pub fn machine_args(accel: Accel, vcpus: u32, memory_mib: u32, kernel: &Path, cmdline: &str) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-M",
+        "microvm,x-option-roms=off,rtc=on,acpi=off,memory-backend=mem",
+        // microvm's virtio-mmio is legacy by default; vhost-user backends
+        // (virtiofsd's libvhost-user) accept only modern (virtio 1.0) devices.
+        "-global",
+        "virtio-mmio.force-legacy=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (accel, cpu) = match accel {
+        Accel::Kvm => ("kvm", "host"),
+        Accel::Tcg => ("tcg", "max"),
+    };
+    a.extend(["-accel".into(), accel.into(), "-cpu".into(), cpu.into()]);
+    a.extend(["-smp".into(), vcpus.to_string(), "-m".into(), format!("{memory_mib}M")]);
+    // vhost-user devices need guest memory the helpers can map.
+    a.extend([
+        "-object".into(),
+        format!("memory-backend-memfd,id=mem,size={memory_mib}M,share=on"),
+    ]);
+    a.extend([
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-append".into(),
+        cmdline.into(),
+    ]);
+    a
+}
+
+/// The QEMU command line for `config`.
+pub fn qemu_args(
+    config: &VmConfig,
+    accel: Accel,
+    cmdline: &str,
+    vhost_vsock: &Path,
+    fs: &[(PathBuf, String)],
+) -> Vec<String> {
+    let mut a = machine_args(accel, config.vcpus, config.memory_mib, &config.kernel, cmdline);
+    match &config.root {
+        GuestRoot::Initramfs(path) => a.extend(["-initrd".into(), path.display().to_string()]),
+        GuestRoot::Erofs(path) => a.extend([
+            "-drive".into(),
+            format!("id=root,file={},format=raw,if=none,readonly=on", path.display()),
+            "-device".into(),
+            "virtio-blk-device,drive=root".into(),
+        ]),
+    }
+    a.extend([
+        "-chardev".into(),
+        format!("socket,id=vsock,path={}", vhost_vsock.display()),
+        "-device".into(),
+        "vhost-user-vsock-device,chardev=vsock".into(),
+    ]);
+    for (i, (socket, tag)) in fs.iter().enumerate() {
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=fs{i},path={}", socket.display()),
+            "-device".into(),
+            format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
+        ]);
+    }
+    a.extend([
+        "-chardev".into(),
+        format!("file,id=console,path={}", config.console_log().display()),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_has_every_device() {
+        let mut cfg = VmConfig::new(
+            "t",
+            "/k/vmlinux".into(),
+            GuestRoot::Erofs("/k/guest.erofs".into()),
+            "/run/voidbox/t".into(),
+        );
+        cfg.vcpus = 2;
+        cfg.memory_mib = 256;
+        let fs = vec![(PathBuf::from("/run/voidbox/t/fs0.sock"), "rootfs".to_string())];
+        let args = qemu_args(
+            &cfg,
+            Accel::Tcg,
+            "console=ttyS0",
+            Path::new("/run/voidbox/t/vhost-vsock.sock"),
+            &fs,
+        )
+        .join(" ");
+        for want in [
+            "-accel tcg -cpu max",
+            "-smp 2 -m 256M",
+            "memory-backend-memfd,id=mem,size=256M,share=on",
+            "-kernel /k/vmlinux -append console=ttyS0",
+            "file=/k/guest.erofs,format=raw,if=none,readonly=on",
+            "vhost-user-vsock-device,chardev=vsock",
+            "vhost-user-fs-device,chardev=fs0,tag=rootfs",
+            "path=/run/voidbox/t/console.log",
+            "-no-reboot",
+        ] {
+            assert!(args.contains(want), "missing {want:?} in {args}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! A pure cgroup v2 hierarchy with every available controller enabled for children.
+
+use crate::error::Error;
+use crate::mounts::ensure_dir;
+use nix::mount::{mount, MsFlags};
+use tracing::info;
+
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+pub fn setup() -> Result<(), Error> {
+    ensure_dir(ROOT)?;
+    mount(
+        Some("cgroup2"),
+        ROOT,
+        Some("cgroup2"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("nsdelegate"),
+    )
+    .map_err(|source| Error::Mount {
+        fstype: "cgroup2".into(),
+        target: ROOT.into(),
+        source,
+    })?;
+
+    let controllers_path = format!("{ROOT}/cgroup.controllers");
+    let controllers =
+        std::fs::read_to_string(&controllers_path).map_err(|e| Error::io("read", &controllers_path, e))?;
+    let enable: Vec<String> = controllers.split_whitespace().map(|c| format!("+{c}")).collect();
+    let control = format!("{ROOT}/cgroup.subtree_control");
+    std::fs::write(&control, enable.join(" ")).map_err(|e| Error::io("write", &control, e))?;
+    info!("cgroup2 controllers enabled: {}", controllers.trim());
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! vminitd's error type: every failure names what was being done.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mount {fstype} on {target}: {source}")]
+    Mount {
+        fstype: String,
+        target: PathBuf,
+        source: nix::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Sys { what: &'static str, source: nix::Error },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Maps the error onto a TTRPC status the host can act on.
+    pub fn into_ttrpc(self) -> ttrpc::Error {
+        use ttrpc::Code;
+        let code = match &self {
+            Error::Invalid(_) => Code::INVALID_ARGUMENT,
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
+            Error::Mount { source, .. } | Error::Sys { source, .. } if *source == nix::Error::ENOENT => Code::NOT_FOUND,
+            _ => Code::INTERNAL,
+        };
+        ttrpc::Error::RpcStatus(ttrpc::get_status(code, self.to_string()))
+    }
+}

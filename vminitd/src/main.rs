@@ -1,0 +1,91 @@
+//! vminitd: PID 1 of a voidbox micro-VM.
+//!
+//! It prepares the guest (filesystems, cgroup2, loopback, console logging,
+//! child reaping), then dials the host over vsock and serves TTRPC on that
+//! connection until the host asks it to power off.
+
+mod boot;
+mod cgroups;
+mod cmdline;
+mod console;
+mod error;
+mod mounts;
+mod network;
+mod power;
+mod reaper;
+mod services;
+mod vsock;
+
+use std::sync::Arc;
+
+use boot::BootClock;
+use tracing::{error, info};
+
+fn main() {
+    // First thing: when did userspace start, on the kernel's clock.
+    let clock = BootClock::at_init_start();
+    console::init();
+
+    if std::process::id() != 1 {
+        error!("vminitd must run as PID 1 (it is {})", std::process::id());
+        std::process::exit(1);
+    }
+
+    if let Err(e) = setup() {
+        error!("guest setup failed: {e}");
+        power::halt_now();
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            power::halt_now();
+        }
+    };
+    runtime.block_on(serve(clock));
+    // serve only returns when the guest is powering off.
+    power::halt_now();
+}
+
+/// Synchronous PID 1 duties that must finish before anything else runs.
+fn setup() -> Result<(), error::Error> {
+    mounts::mount_early()?;
+    console::reopen_stdio();
+    cgroups::setup()?;
+    network::loopback_up()?;
+    Ok(())
+}
+
+async fn serve(clock: BootClock) {
+    let cmdline = cmdline::Cmdline::read();
+    // Reaping runs for the guest's lifetime; later services spawn through it.
+    let _reaper = reaper::Reaper::start();
+    let port = cmdline.ttrpc_port();
+    let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<()>(1);
+
+    let clock = Arc::new(clock);
+    let ready_clock = clock.clone();
+    let on_connect = Arc::new(move || ready_clock.mark_ready());
+    let system = services::system::SystemService::new(clock, cmdline, power_tx);
+    let mut server = ttrpc::r#async::Server::new()
+        .add_listener(vsock::dial_listener(port, on_connect))
+        .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)));
+    if let Err(e) = server.start().await {
+        error!("cannot start the TTRPC server: {e}");
+        return;
+    }
+    info!(
+        "vminitd {} serving TTRPC to host port {port}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Wait for a power-off request, then stop serving and shut down.
+    let _ = power_rx.recv().await;
+    let _ = tokio::time::timeout(power::RPC_DRAIN, server.shutdown()).await;
+    power::poweroff().await;
+}

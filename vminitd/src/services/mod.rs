@@ -1,0 +1,3 @@
+//! The TTRPC services vminitd serves to the host.
+
+pub mod system;
