@@ -5,8 +5,9 @@ CACHE       ?= /var/cache/voidbox
 PREFIX      ?= /usr/local
 GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN    = target/$(GUEST_TARGET)/release
-# The guest's binaries are static: the image carries no libc for them.
-GUEST_FLAGS  = RUSTFLAGS="-C target-feature=+crt-static"
+# The guest's binaries are static (the image carries no libc for them) and
+# independent of where the checkout lives, so the image is too.
+GUEST_FLAGS  = RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$(CURDIR)=/voidbox"
 WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
 
 export VOIDBOX_CACHE := $(CACHE)

@@ -154,3 +154,24 @@ async fn a_vm_dies_with_the_process_that_started_it() {
     let _ = std::fs::remove_dir_all(&state);
     std::fs::remove_dir_all(host_dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_helper_stops_its_vm() {
+    let config = vm_config("helper");
+    let state = config.state_dir.clone();
+    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let _guest = vm.connect_guest().await.expect("vminitd dials in");
+    let vsock = voidbox_integration::processes_mentioning(&state)
+        .into_iter()
+        .find(|p| p.contains("vhost-device-vsock"))
+        .expect("vhost-device-vsock runs");
+    let pid: i32 = vsock.split(':').next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    let exit = tokio::time::timeout(GRACE, vm.wait()).await.expect("exit reported");
+    match exit {
+        VmExit::HelperFailed { process, .. } => assert_eq!(process, "vhost-device-vsock"),
+        other => panic!("expected the helper's failure, got {other}"),
+    }
+    assert!(eventually(GRACE, || leftovers(&state).is_empty()).await, "left: {:?}", leftovers(&state));
+}
