@@ -12,7 +12,7 @@ WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
 
 export VOIDBOX_CACHE := $(CACHE)
 
-.PHONY: all deps kernel guest-bins image image-verify build lint test test-unit test-vm \
+.PHONY: all deps kernel guest-bins image image-verify build lint test test-install \
         bench demo install uninstall clean
 
 all: build image
@@ -48,25 +48,37 @@ lint:
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint
 	$(WITH_ASSETS) $(CARGO) test --workspace
+	$(MAKE) --no-print-directory test-install
 
-## bench: boot time against the bare kernel (medians of one run)
+## bench: boot time against the bare kernel, container start against runc (medians of one run)
 bench: deps kernel guest-bins
-	$(CARGO) build --release -p voidbox-hack
+	$(CARGO) build --release -p voidbox-hack -p voidbox-shim
 	$(WITH_ASSETS) target/release/voidbox-bench
 
-## demo: boot a micro-VM and show what its guest reports
+## demo: a real container in a micro-VM, through a private containerd
 demo: deps kernel guest-bins
-	$(CARGO) build -p voidbox-integration --bin voidbox-vm
-	$(WITH_ASSETS) sh -c 'echo | target/debug/voidbox-vm'
+	$(CARGO) build -p voidbox-shim -p voidbox-integration --bins
+	$(WITH_ASSETS) hack/demo.sh
 
-## install: kernel and guest image to $(PREFIX)/share/voidbox, helpers to $(PREFIX)/libexec/voidbox
+## install: the shim to $(PREFIX)/bin, kernel and guest image to $(PREFIX)/share/voidbox,
+## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself
 install: deps kernel guest-bins
-	$(WITH_ASSETS) sh -c 'install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
+	$(CARGO) build --release -p voidbox-shim
+	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
+		install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
 		install -D -m 0644 "$$VOIDBOX_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \
 		install -D -m 0755 "$$VOIDBOX_VHOST_VSOCK" $(DESTDIR)$(PREFIX)/libexec/voidbox/vhost-device-vsock'
 
 uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2
 	rm -rf $(DESTDIR)$(PREFIX)/share/voidbox $(DESTDIR)$(PREFIX)/libexec/voidbox
+
+## test-install: install, run a container with no voidbox configuration at all, uninstall
+test-install: install
+	hack/test-install.sh
+	$(MAKE) --no-print-directory uninstall
+	@test ! -e $(PREFIX)/bin/containerd-shim-voidbox-v2 && test ! -e $(PREFIX)/share/voidbox && \
+		echo "test-install: uninstall removed everything"
 
 clean:
 	$(CARGO) clean

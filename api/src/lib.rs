@@ -17,3 +17,20 @@ pub mod system {
 pub mod system_ttrpc {
     include!(concat!(env!("OUT_DIR"), "/gen/system_ttrpc.rs"));
 }
+
+/// Guest port vminitd dials on the host for stdio streams.
+pub const STDIO_PORT: u32 = 1025;
+
+/// `voidbox.task.v1`: containers in the guest.
+pub mod task {
+    include!(concat!(env!("OUT_DIR"), "/gen/task.rs"));
+}
+/// Async TTRPC stubs of the Tasks service.
+pub mod task_ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/gen/task_ttrpc.rs"));
+}
+
+/// containerd's `runtimeoptions.v1.Options`, which carries the runtime config path.
+pub mod runtimeoptions {
+    include!(concat!(env!("OUT_DIR"), "/gen/runtimeoptions.rs"));
+}

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: VM configs built from the
 //! assets `make test` prepares, and checks that nothing was left behind.
 
+pub mod containerd;
+pub mod image;
+pub mod shim_client;
+
 use std::path::{Path, PathBuf};
 
 use voidbox_shim::assets;

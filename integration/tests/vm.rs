@@ -173,5 +173,9 @@ async fn a_crashed_helper_stops_its_vm() {
         VmExit::HelperFailed { process, .. } => assert_eq!(process, "vhost-device-vsock"),
         other => panic!("expected the helper's failure, got {other}"),
     }
-    assert!(eventually(GRACE, || leftovers(&state).is_empty()).await, "left: {:?}", leftovers(&state));
+    assert!(
+        eventually(GRACE, || leftovers(&state).is_empty()).await,
+        "left: {:?}",
+        leftovers(&state)
+    );
 }

@@ -6,4 +6,7 @@
 
 pub mod assets;
 pub mod guest;
+pub mod io;
+pub mod shim;
+pub mod task;
 pub mod vm;

@@ -14,6 +14,7 @@ mod network;
 mod power;
 mod reaper;
 mod services;
+mod tasks;
 mod vsock;
 
 use std::sync::Arc;
@@ -63,8 +64,7 @@ fn setup() -> Result<(), error::Error> {
 
 async fn serve(clock: BootClock) {
     let cmdline = cmdline::Cmdline::read();
-    // Reaping runs for the guest's lifetime; later services spawn through it.
-    let _reaper = reaper::Reaper::start();
+    let reaper = reaper::Reaper::start();
     let port = cmdline.ttrpc_port();
     let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<()>(1);
 
@@ -74,7 +74,10 @@ async fn serve(clock: BootClock) {
     let system = services::system::SystemService::new(clock, cmdline, power_tx);
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(vsock::dial_listener(port, on_connect))
-        .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)));
+        .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)))
+        .register_service(voidbox_api::task_ttrpc::create_tasks(Arc::new(
+            tasks::TaskService::new(reaper),
+        )));
     if let Err(e) = server.start().await {
         error!("cannot start the TTRPC server: {e}");
         return;

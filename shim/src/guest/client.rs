@@ -7,6 +7,7 @@ use ttrpc::context;
 use ttrpc::r#async::transport::Socket;
 use voidbox_api::system::*;
 use voidbox_api::system_ttrpc::SystemClient;
+use voidbox_api::task_ttrpc::TasksClient;
 
 use crate::vm::VmError;
 
@@ -15,18 +16,34 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct GuestClient {
     system: SystemClient,
+    tasks: TasksClient,
 }
 
 fn ctx(timeout: Duration) -> context::Context {
     context::with_duration(timeout)
 }
 
+/// A context for guest RPCs: bounded, except for those that wait on a process.
+pub fn rpc_context(wait: bool) -> context::Context {
+    if wait {
+        context::Context::default()
+    } else {
+        ctx(RPC_TIMEOUT)
+    }
+}
+
 impl GuestClient {
     pub fn new(stream: UnixStream) -> Self {
         let client = ttrpc::r#async::Client::new(Socket::new(stream));
         GuestClient {
-            system: SystemClient::new(client),
+            system: SystemClient::new(client.clone()),
+            tasks: TasksClient::new(client),
         }
+    }
+
+    /// The guest's container service.
+    pub fn tasks(&self) -> &TasksClient {
+        &self.tasks
     }
 
     pub async fn info(&self) -> Result<InfoResponse, VmError> {

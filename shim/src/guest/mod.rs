@@ -2,4 +2,4 @@
 
 mod client;
 
-pub use client::GuestClient;
+pub use client::{rpc_context, GuestClient};

@@ -2,9 +2,10 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot]
+//!   voidbox-bench [--boots N] [boot] [container]
 
 mod boot;
+mod container;
 
 fn main() {
     let mut boots = 7;
@@ -19,21 +20,25 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" => suites.push(arg),
+            "boot" | "container" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites.push("boot".to_string());
+        suites = vec!["boot".to_string(), "container".to_string()];
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    for suite in suites {
+    for (i, suite) in suites.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
         let result = match suite.as_str() {
             "boot" => rt.block_on(boot::run(boots)),
+            "container" => container::run_suite(boots),
             _ => unreachable!(),
         };
         if let Err(e) = result {

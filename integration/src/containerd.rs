@@ -1,0 +1,259 @@
+//! A private containerd for one test: its own config, root, state and
+//! socket, started and stopped by the test. The host's containerd is never
+//! touched. The voidbox shim is found on its PATH (the cargo target dir).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::image::busybox_tarball;
+
+pub const RUNTIME: &str = "io.containerd.voidbox.v2";
+pub const IMAGE: &str = "localhost/busybox:latest";
+pub const NAMESPACE: &str = "voidbox-test";
+
+pub struct Containerd {
+    pub dir: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    child: Child,
+}
+
+/// The cargo output directory that holds the shim: next to the running
+/// binary (target/release/voidbox-bench) or one up (target/debug/deps/<test>).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("own binary path");
+    let dir = exe.parent().expect("binary dir");
+    if dir.join("containerd-shim-voidbox-v2").exists() {
+        dir.to_path_buf()
+    } else {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    }
+}
+
+impl Containerd {
+    pub fn start(name: &str) -> Containerd {
+        let shim = target_dir().join("containerd-shim-voidbox-v2");
+        assert!(
+            shim.exists(),
+            "{} missing: build the workspace first (make test does)",
+            shim.display()
+        );
+        let tag = format!("{name}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("voidbox-ctd-{tag}"));
+        // State holds sockets: keep it short.
+        let state = PathBuf::from(format!("/run/vbt-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root")).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let socket = state.join("c.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{socket}\"\n[debug]\n  level = \"debug\"\n",
+                root = dir.join("root").display(),
+                state = state.join("ctd").display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let path = format!(
+            "{}:{}",
+            target_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .env("PATH", path)
+            .env("VOIDBOX_STATE_DIR", state.join("vms"))
+            .env("VOIDBOX_SOCKET_DIR", state.join("s"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start containerd (make deps installs it)");
+        let c = Containerd {
+            dir,
+            state,
+            socket,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(c.socket.exists() && c.ctr(&["version"]).status.success()) {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let image = busybox_tarball(&c.dir);
+        let out = c.ctr(&[
+            "image",
+            "import",
+            "--base-name",
+            "localhost/busybox",
+            image.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "image import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c
+    }
+
+    /// Where the VMs of this containerd's shims keep their state.
+    pub fn vm_state_root(&self) -> PathBuf {
+        self.state.join("vms")
+    }
+
+    pub fn ctr_command(&self) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket).arg("--namespace").arg(NAMESPACE);
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command().args(args).output().expect("run ctr")
+    }
+
+    /// `ctr run --rm` with the voidbox runtime; FIFOs in our own directory.
+    pub fn run_command(&self, id: &str, extra: &[&str], cmd: &[&str]) -> Command {
+        let mut c = self.ctr_command();
+        c.args(["run", "--rm", "--runtime", RUNTIME, "--fifo-dir"])
+            .arg(self.dir.join("fifo"));
+        c.args(extra).arg(IMAGE).arg(id).args(cmd);
+        c
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        // Snapshot mounts live under root; nothing may stay mounted.
+        for mount in crate::mounts_mentioning(&self.dir) {
+            if let Some(target) = mount.split_whitespace().nth(4) {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// `ctr events` running in the background, collecting what containerd published.
+pub struct Events {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Events {
+    /// Lines mentioning `topic` (e.g. "/tasks/oom") seen so far.
+    pub fn topic(&self, topic: &str) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&format!(" {topic} ")))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an event on `topic` whose line mentions `needle`.
+    pub fn wait_for(&self, topic: &str, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.topic(topic).iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Containerd {
+    pub fn events(&self) -> Events {
+        use std::io::BufRead;
+        let mut child = self
+            .ctr_command()
+            .arg("events")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ctr events");
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        // ctr subscribes asynchronously; give it a moment before anything happens.
+        std::thread::sleep(Duration::from_millis(300));
+        Events { child, lines }
+    }
+
+    /// What this containerd's shims left: processes, mounts, VM state.
+    pub fn leftovers(&self) -> Vec<String> {
+        // Shims carry containerd's socket on their command line.
+        let mut left: Vec<String> = crate::processes_mentioning(&self.socket)
+            .into_iter()
+            .filter(|p| p.contains("containerd-shim"))
+            .collect();
+        left.extend(
+            crate::leftovers(&self.vm_state_root())
+                .into_iter()
+                .filter(|l| !l.starts_with("state directory")),
+        );
+        for (what, dir) in [
+            ("VM state", self.vm_state_root()),
+            ("shim socket", self.state.join("s")),
+        ] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                left.extend(
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| format!("{what} {}", e.path().display())),
+                );
+            }
+        }
+        left.extend(
+            crate::mounts_mentioning(&self.dir.join("root"))
+                .into_iter()
+                .filter(|m| !m.contains("snapshots/")),
+        );
+        left
+    }
+
+    /// Asserts that, once every container is gone, nothing of it remains.
+    pub fn assert_clean(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.leftovers().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(self.leftovers(), Vec::<String>::new(), "left behind");
+    }
+}

@@ -1,0 +1,196 @@
+//! A client that drives the shim as containerd 2.x does: the bootstrap
+//! protocol of containerd ≥ 2.3 for `start`, task API v3 over TTRPC with
+//! request metadata, and an events service receiving what the shim publishes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim_protos::api::Empty;
+use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim_async::{create_events, Events, TaskClient};
+use ttrpc::r#async::TtrpcContext;
+
+use crate::containerd::target_dir;
+
+/// What the shim published: (topic, event type URL).
+#[derive(Default)]
+pub struct Received(Mutex<Vec<(String, String)>>);
+
+impl Received {
+    pub fn topics(&self) -> Vec<String> {
+        self.0.lock().unwrap().iter().map(|(t, _)| t.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Events for Received {
+    async fn forward(&self, _ctx: &TtrpcContext, req: ForwardRequest) -> ttrpc::Result<Empty> {
+        let env = req.envelope.unwrap_or_default();
+        let url = env.event.as_ref().map(|e| e.type_url.clone()).unwrap_or_default();
+        self.0.lock().unwrap().push((env.topic, url));
+        Ok(Empty::new())
+    }
+}
+
+pub struct ShimUnderTest {
+    pub dir: PathBuf,
+    pub bundle: PathBuf,
+    pub id: String,
+    pub namespace: String,
+    pub events: Arc<Received>,
+    pub result: BootstrapResult,
+    pub client: TaskClient,
+    _events_server: ttrpc::r#async::Server,
+}
+
+/// A minimal OCI spec for the busybox rootfs, like ctr's defaults.
+pub fn spec(args: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": args, "env": ["PATH=/usr/bin:/bin"], "cwd": "/"},
+        "root": {"path": "rootfs"},
+        "hostname": "v3",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+        ],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]}
+    })
+}
+
+impl ShimUnderTest {
+    /// Prepares a bundle (busybox rootfs, `config`), serves the events API,
+    /// and starts the shim with the bootstrap protocol.
+    pub async fn start(name: &str, config: &serde_json::Value) -> ShimUnderTest {
+        let id = format!("{name}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("voidbox-v3-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        crate::image::unpack_busybox(&bundle.join("rootfs"));
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
+
+        let events = Arc::new(Received::default());
+        let events_socket = dir.join("events.sock");
+        let mut server = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", events_socket.display()))
+            .unwrap()
+            .register_service(create_events(events.clone()));
+        server.start().await.unwrap();
+
+        let params = BootstrapParams {
+            instance_id: id.clone(),
+            namespace: "v3test".into(),
+            containerd_ttrpc_address: events_socket.display().to_string(),
+            containerd_grpc_address: dir.join("grpc.sock").display().to_string(),
+            containerd_binary: "/bin/true".into(),
+            containerd_version: "2.3.0".into(),
+            socket_dir: Some(dir.display().to_string()),
+            ..Default::default()
+        };
+        let mut child = Command::new(target_dir().join("containerd-shim-voidbox-v2"))
+            .args([
+                "-namespace",
+                "v3test",
+                "-id",
+                &id,
+                "-address",
+                &params.containerd_grpc_address,
+                "start",
+            ])
+            .current_dir(&bundle)
+            .env("VOIDBOX_STATE_DIR", dir.join("vms"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the shim");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&params.write_to_bytes().unwrap())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "shim start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let result = BootstrapResult::parse_from_bytes(&out.stdout).expect("a BootstrapResult on stdout");
+        let client = ttrpc::r#async::Client::connect(&result.address)
+            .await
+            .expect("connect to the shim");
+        ShimUnderTest {
+            dir,
+            bundle,
+            id,
+            namespace: "v3test".into(),
+            events,
+            result,
+            client: TaskClient::new(client),
+            _events_server: server,
+        }
+    }
+
+    /// A FIFO in the test directory, opened for reading as containerd does.
+    pub fn fifo(&self, name: &str) -> (String, std::fs::File) {
+        let path = self.dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        (path.display().to_string(), file)
+    }
+
+    /// A context carrying request metadata, as containerd's ttrpc client sends it.
+    pub fn ctx(&self, metadata: &[(&str, &str)]) -> ttrpc::context::Context {
+        let mut ctx = ttrpc::context::with_timeout(60_000_000_000);
+        let mut md: HashMap<String, Vec<String>> = HashMap::new();
+        md.insert("containerd-namespace-ttrpc".into(), vec![self.namespace.clone()]);
+        for (k, v) in metadata {
+            md.entry(k.to_string()).or_default().push(v.to_string());
+        }
+        ctx.metadata = md;
+        ctx
+    }
+
+    pub fn shim_processes(&self) -> Vec<String> {
+        crate::processes_mentioning(Path::new(&self.id))
+            .into_iter()
+            .filter(|p| p.contains("containerd-shim"))
+            .collect()
+    }
+
+    /// VM processes, mounts and state directories this shim left.
+    pub fn leftovers(&self) -> Vec<String> {
+        let root = self.dir.join("vms");
+        let mut left: Vec<String> = std::fs::read_dir(&root)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .flat_map(|e| crate::leftovers(&e.path()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.extend(crate::processes_mentioning(&root));
+        left.extend(crate::mounts_mentioning(&self.bundle));
+        left
+    }
+}
+
+impl Drop for ShimUnderTest {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,498 @@
+//! The shim through a real containerd 1.6 (task API v2), driven with ctr as a
+//! user would: a private containerd, a locally built busybox image.
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use voidbox_integration::containerd::{Containerd, IMAGE, RUNTIME};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output, ctd: &Containerd) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}\n--- containerd log ---\n{}",
+        out.status,
+        text(&out.stderr),
+        ctd.log_tail()
+    );
+    text(&out.stdout)
+}
+
+/// Runs `ctr run -d` (detached, no stdio) and waits until the task runs.
+fn run_detached(ctd: &Containerd, id: &str, cmd: &[&str]) {
+    let mut c = ctd.ctr_command();
+    c.args(["run", "-d", "--null-io", "--runtime", RUNTIME, IMAGE, id])
+        .args(cmd);
+    ok(&c.output().unwrap(), ctd);
+    assert!(task_status(ctd, id).contains("RUNNING"), "{}", task_status(ctd, id));
+}
+
+fn task_status(ctd: &Containerd, id: &str) -> String {
+    let out = ctd.ctr(&["task", "ls"]);
+    text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn remove(ctd: &Containerd, id: &str) {
+    let _ = ctd.ctr(&["task", "kill", "-s", "KILL", id]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !task_status(ctd, id).contains("STOPPED") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ok(&ctd.ctr(&["task", "delete", id]), ctd);
+    ok(&ctd.ctr(&["container", "delete", id]), ctd);
+}
+
+#[test]
+fn echo_hello_and_exit_codes() {
+    let ctd = Containerd::start("echo");
+    let events = ctd.events();
+    let out = ctd.run_command("echo1", &[], &["echo", "hello"]).output().unwrap();
+    assert_eq!(ok(&out, &ctd), "hello\n");
+    for topic in ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"] {
+        assert!(
+            events.wait_for(topic, "echo1", Duration::from_secs(5)),
+            "no {topic} event: {:?}",
+            events.topic(topic)
+        );
+    }
+    assert!(events.topic("/tasks/exit").iter().any(|l| l.contains("echo1")));
+
+    let out = ctd.run_command("exit7", &[], &["sh", "-c", "exit 7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        events.wait_for("/tasks/exit", "\"exit_status\":7", Duration::from_secs(5)),
+        "{:?}",
+        events.topic("/tasks/exit")
+    );
+    ctd.assert_clean();
+}
+
+#[test]
+fn stdin_is_piped_in_and_read_back() {
+    let ctd = Containerd::start("stdin");
+    let mut child = ctd
+        .run_command("stdin1", &[], &["sh", "-c", "cat; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok(&out, &ctd), format!("{input}done\n"));
+    ctd.assert_clean();
+}
+
+#[test]
+fn a_tty_session() {
+    let ctd = Containerd::start("tty");
+    // ctr needs a terminal of its own for -t: script(1) gives it one.
+    let ctr = ctd.run_command("tty1", &["-t"], &["sh", "-c", "tty; stty size; echo ok"]);
+    let line = format!("{:?}", ctr).replace('"', "");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let output = ok(&out, &ctd).replace('\r', "");
+    assert!(output.contains("/dev/pts/0"), "the container has a tty: {output:?}");
+    assert!(
+        output
+            .lines()
+            .any(|l| l.split_whitespace().count() == 2 && l.split_whitespace().all(|w| w.parse::<u32>().is_ok())),
+        "stty size: {output:?}"
+    );
+    assert!(output.contains("ok\n"), "{output:?}");
+    ctd.assert_clean();
+}
+
+#[test]
+fn exec_while_the_task_runs_and_pids() {
+    let ctd = Containerd::start("exec");
+    let events = ctd.events();
+    run_detached(&ctd, "exec1", &["sleep", "300"]);
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "exec1",
+        "sh",
+        "-c",
+        "echo from exec; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "from exec\n");
+    assert!(events.wait_for("/tasks/exec-added", "e1", Duration::from_secs(5)));
+    assert!(events.wait_for("/tasks/exec-started", "e1", Duration::from_secs(5)));
+
+    // A second exec with a terminal, under a pty of its own.
+    let ctr = format!(
+        "{:?}",
+        ctd.ctr_command()
+            .args(["task", "exec", "-t", "--exec-id", "e2", "exec1", "tty"])
+    )
+    .replace('"', "");
+    let out = Command::new("script")
+        .args(["-qec", &ctr, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("/dev/pts/"), "{}", text(&out.stdout));
+
+    let ps = ok(&ctd.ctr(&["task", "ps", "exec1"]), &ctd);
+    assert!(ps.lines().count() >= 2, "the init process is listed: {ps}");
+
+    // An exec of a binary that is not there is a clear error.
+    let out = ctd.ctr(&["task", "exec", "--exec-id", "e3", "exec1", "/no/such/binary"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("/no/such/binary") && err.contains("not found"), "{err}");
+
+    remove(&ctd, "exec1");
+    ctd.assert_clean();
+}
+
+#[test]
+fn kill_with_term_and_kill() {
+    let ctd = Containerd::start("kill");
+    // TERM reaches the container, which exits by its own trap.
+    let mut term = ctd
+        .run_command(
+            "term1",
+            &[],
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    term.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
+    ok(&ctd.ctr(&["task", "kill", "-s", "TERM", "term1"]), &ctd);
+    assert_eq!(term.wait().unwrap().code(), Some(3));
+
+    // KILL: 128 + 9.
+    let mut kill = ctd
+        .run_command("kill1", &[], &["sh", "-c", "echo ready; sleep 300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    kill.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", "kill1"]), &ctd);
+    assert_eq!(kill.wait().unwrap().code(), Some(137));
+
+    // --all reaches every process of the container.
+    run_detached(&ctd, "all1", &["sh", "-c", "sleep 300 & sleep 300 & wait"]);
+    ok(&ctd.ctr(&["task", "kill", "--all", "-s", "KILL", "all1"]), &ctd);
+    remove(&ctd, "all1");
+    ctd.assert_clean();
+}
+
+#[test]
+fn pause_and_resume() {
+    let ctd = Containerd::start("pause");
+    let events = ctd.events();
+    run_detached(
+        &ctd,
+        "pause1",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done",
+        ],
+    );
+    // The container's /tmp is in its rootfs, which is shared from the host.
+    let bundle = ctd
+        .state
+        .join("ctd/io.containerd.runtime.v2.task/voidbox-test/pause1/rootfs/tmp/count");
+    let read = || {
+        std::fs::read_to_string(&bundle)
+            .unwrap_or_default()
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(read() > 0, "the counter runs");
+
+    ok(&ctd.ctr(&["task", "pause", "pause1"]), &ctd);
+    assert!(
+        task_status(&ctd, "pause1").contains("PAUSED"),
+        "{}",
+        task_status(&ctd, "pause1")
+    );
+    let frozen = read();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(read(), frozen, "a paused container does not run");
+
+    ok(&ctd.ctr(&["task", "resume", "pause1"]), &ctd);
+    assert!(task_status(&ctd, "pause1").contains("RUNNING"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while read() <= frozen && Instant::now() < deadline {
+        seen.push(std::fs::read_to_string(&bundle).unwrap_or_else(|e| e.to_string()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state = ctd.ctr(&["task", "ps", "pause1"]);
+    assert!(
+        read() > frozen,
+        "a resumed container runs again: frozen at {frozen}, then saw {seen:?}; ps: {}; containerd: {}",
+        text(&state.stdout),
+        ctd.log_tail()
+    );
+    assert!(events.wait_for("/tasks/paused", "pause1", Duration::from_secs(5)));
+    assert!(events.wait_for("/tasks/resumed", "pause1", Duration::from_secs(5)));
+    remove(&ctd, "pause1");
+    ctd.assert_clean();
+}
+
+#[test]
+fn task_metrics_come_from_the_guest_cgroup() {
+    let ctd = Containerd::start("metrics");
+    run_detached(&ctd, "metrics1", &["sleep", "300"]);
+    let out = ok(&ctd.ctr(&["task", "metrics", "metrics1"]), &ctd);
+    let value = |name: &str| -> u64 {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{out}"))
+    };
+    assert_eq!(value("pids.current"), 1, "{out}");
+    assert!(value("memory.usage") > 0, "{out}");
+    assert!(value("cpu.usage_usec") > 0, "{out}");
+    remove(&ctd, "metrics1");
+    ctd.assert_clean();
+}
+
+#[test]
+fn ten_mib_of_stdout_arrive_byte_exact() {
+    let ctd = Containerd::start("bulk");
+    let out = ctd
+        .run_command(
+            "bulk1",
+            &[],
+            &[
+                "sh",
+                "-c",
+                "head -c 10485760 /dev/urandom > /tmp/d && sha256sum /tmp/d >&2 && cat /tmp/d",
+            ],
+        )
+        .output()
+        .unwrap();
+    ok(&out, &ctd);
+    assert_eq!(out.stdout.len(), 10 << 20);
+    let want = text(&out.stderr)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let got = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&out.stdout)?;
+            c.wait_with_output()
+        });
+    let got = text(&got.unwrap().stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(got, want, "sha256 of what arrived vs of what the container wrote");
+    ctd.assert_clean();
+}
+
+#[test]
+fn four_containers_at_once() {
+    let ctd = Containerd::start("four");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            ctd.run_command(
+                &format!("four{i}"),
+                &[],
+                &["sh", "-c", &format!("sleep 1; echo container {i}")],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(ok(&out, &ctd), format!("container {i}\n"));
+    }
+    ctd.assert_clean();
+}
+
+#[test]
+fn a_container_over_its_memory_limit_is_oom_killed() {
+    let ctd = Containerd::start("oom");
+    let events = ctd.events();
+    let out = ctd
+        .run_command(
+            "oom1",
+            &["--memory-limit", "33554432"],
+            &["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a)"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert!(
+        events.wait_for("/tasks/oom", "oom1", Duration::from_secs(5)),
+        "no TaskOOM: {:?}",
+        events.topic("/tasks/oom")
+    );
+    ctd.assert_clean();
+}
+
+#[test]
+fn a_vm_that_dies_ends_its_processes_with_255() {
+    let ctd = Containerd::start("vmdeath");
+    let events = ctd.events();
+    let mut run = ctd
+        .run_command("death1", &[], &["sh", "-c", "echo ready; sleep 300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    run.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
+    let qemu: Vec<String> = voidbox_integration::processes_mentioning(&ctd.vm_state_root())
+        .into_iter()
+        .filter(|p| p.contains("qemu-system"))
+        .collect();
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    let pid: i32 = qemu[0].split(':').next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(
+        run.wait().unwrap().code(),
+        Some(255),
+        "the task exits with 255 when its VM dies"
+    );
+    assert!(events.wait_for("/tasks/exit", "\"exit_status\":255", Duration::from_secs(5)));
+    ctd.assert_clean();
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_leaves_nothing() {
+    let ctd = Containerd::start("badinput");
+    let fails = |id: &str, extra: &[&str], cmd: &[&str]| -> String {
+        let out = ctd.run_command(id, extra, cmd).output().unwrap();
+        assert!(!out.status.success(), "{id} should fail");
+        text(&out.stderr)
+    };
+    let err = fails("ann1", &["--annotation", "io.containerd.voidbox.vm.gpus=1"], &["true"]);
+    assert!(
+        err.contains("unknown annotation io.containerd.voidbox.vm.gpus"),
+        "{err}"
+    );
+    let err = fails(
+        "ann2",
+        &["--annotation", "io.containerd.voidbox.vm.cpus=two"],
+        &["true"],
+    );
+    assert!(
+        err.contains("io.containerd.voidbox.vm.cpus=\"two\": not a number"),
+        "{err}"
+    );
+    let err = fails(
+        "ann3",
+        &["--annotation", "io.containerd.voidbox.vm.memory=1G"],
+        &["true"],
+    );
+    assert!(
+        err.contains("io.containerd.voidbox.vm.memory=\"1G\": not a number"),
+        "{err}"
+    );
+
+    // A rootfs that is not there.
+    let mut c = ctd.ctr_command();
+    c.args([
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        "/nonexistent/rootfs",
+        "rootfs1",
+        "true",
+    ]);
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("rootfs /nonexistent/rootfs does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A config.json containerd accepts but no runtime can run: no process.
+    let spec = ctd.dir.join("noprocess.json");
+    std::fs::write(&spec, r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{}}"#).unwrap();
+    let mut c = ctd.ctr_command();
+    c.args([
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--config",
+        spec.to_str().unwrap(),
+        "spec1",
+    ]);
+    let err = text(&c.output().unwrap().stderr);
+    assert!(err.contains("config.json has no process to run"), "{err}");
+
+    // The VM size from annotations is what the guest sees.
+    let out = ctd
+        .run_command(
+            "size1",
+            &[
+                "--annotation",
+                "io.containerd.voidbox.vm.cpus=2",
+                "--annotation",
+                "io.containerd.voidbox.vm.memory=256",
+            ],
+            &["sh", "-c", "nproc; grep MemTotal /proc/meminfo"],
+        )
+        .output()
+        .unwrap();
+    let out = ok(&out, &ctd);
+    assert!(out.starts_with("2\n"), "{out}");
+    let kib: u64 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!((200_000..=262_144).contains(&kib), "256 MiB VM: {out}");
+
+    // Runtime options: a config file named by containerd's runtimeoptions.
+    let config = ctd.dir.join("voidbox.toml");
+    std::fs::write(&config, "[vm]\ncpus = 2\n").unwrap();
+    let out = ctd
+        .run_command(
+            "opts1",
+            &["--runtime-config-path", config.to_str().unwrap()],
+            &["nproc"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, &ctd), "2\n", "the runtime config sizes the VM");
+    std::fs::write(&config, "[vm]\ncpus = \"two\"\n").unwrap();
+    let err = fails("opts2", &["--runtime-config-path", config.to_str().unwrap()], &["true"]);
+    assert!(err.contains("runtime config") && err.contains("voidbox.toml"), "{err}");
+
+    for id in ["ann1", "ann2", "ann3", "rootfs1", "spec1", "opts2"] {
+        let _ = ctd.ctr(&["container", "delete", id]);
+    }
+    ctd.assert_clean();
+}

@@ -1,0 +1,185 @@
+//! Task API v3 and the bootstrap protocol, through a client that behaves as
+//! containerd 2.x does.
+
+use std::io::Read;
+use std::time::Duration;
+
+use containerd_shim_protos::api::*;
+use voidbox_integration::shim_client::{spec, ShimUnderTest};
+
+fn read_all(mut f: std::fs::File) -> String {
+    let mut buf = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut chunk = [0u8; 4096];
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("read fifo: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_start_wait_delete_over_task_api_v3() {
+    let shim = ShimUnderTest::start("lifecycle", &spec(&["sh", "-c", "echo hello from v3; exit 5"])).await;
+    assert_eq!(shim.result.version, 3, "the bootstrap result announces task API v3");
+    assert_eq!(shim.result.protocol, "ttrpc");
+
+    let (stdout, reader) = shim.fifo("stdout");
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        stdout,
+        ..Default::default()
+    };
+    let created = shim.client.create(shim.ctx(&[]), &create).await.expect("Create");
+    assert!(created.pid > 0);
+    let start = StartRequest {
+        id: shim.id.clone(),
+        ..Default::default()
+    };
+    shim.client.start(shim.ctx(&[]), &start).await.expect("Start");
+    let wait = WaitRequest {
+        id: shim.id.clone(),
+        ..Default::default()
+    };
+    let exited = shim.client.wait(shim.ctx(&[]), &wait).await.expect("Wait");
+    assert_eq!(exited.exit_status, 5);
+    assert_eq!(
+        read_all(reader),
+        "hello from v3\n",
+        "all output is in the FIFO when Wait answers"
+    );
+
+    let state = shim
+        .client
+        .state(
+            shim.ctx(&[]),
+            &StateRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.status.enum_value(), Ok(Status::STOPPED));
+    let deleted = shim
+        .client
+        .delete(
+            shim.ctx(&[]),
+            &DeleteRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.exit_status, 5);
+    let connect = shim
+        .client
+        .connect(
+            shim.ctx(&[]),
+            &ConnectRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(connect.shim_pid > 0);
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(&[]),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+
+    let topics = shim.events.topics();
+    assert_eq!(
+        topics,
+        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"],
+        "events in order"
+    );
+    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
+    assert_eq!(shim.leftovers(), Vec::<String>::new());
+    let socket = shim.result.address.trim_start_matches("unix://").to_string();
+    assert!(!std::path::Path::new(&socket).exists(), "the shim removed its socket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_json_is_an_invalid_argument() {
+    let shim = ShimUnderTest::start("badspec", &spec(&["true"])).await;
+    std::fs::write(
+        shim.bundle.join("config.json"),
+        b"{\"ociVersion\": \"1.0.2\", \"process\": [",
+    )
+    .unwrap();
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
+    let ttrpc::Error::RpcStatus(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code(), ttrpc::Code::INVALID_ARGUMENT);
+    assert!(
+        status.message().starts_with("invalid config.json in"),
+        "{}",
+        status.message()
+    );
+    assert!(shim.events.topics().is_empty(), "nothing was created");
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(&[]),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
+    assert_eq!(shim.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_is_not_implemented() {
+    let shim = ShimUnderTest::start("ckpt", &spec(&["true"])).await;
+    let err = shim
+        .client
+        .checkpoint(
+            shim.ctx(&[]),
+            &CheckpointTaskRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    let ttrpc::Error::RpcStatus(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code(), ttrpc::Code::UNIMPLEMENTED);
+    assert!(status.message().contains("not implemented"), "{}", status.message());
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(&[]),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+}

@@ -1,0 +1,53 @@
+//! `delete`: containerd cleans up after a shim that is gone (or never came
+//! up). Whatever the shim ran died with it; what can remain is the rootfs
+//! mount and the VM's state directory.
+
+use std::path::PathBuf;
+
+use containerd_shim::Flags;
+use containerd_shim_protos::api::DeleteResponse;
+use containerd_shim_protos::protobuf::Message;
+
+use crate::task::{state_dir, unmount_all};
+
+pub fn delete(flags: &Flags) -> Result<(), String> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir().map_err(|e| e.to_string())?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let rootfs = bundle.join("rootfs");
+    if is_mountpoint(&rootfs) {
+        unmount_all(&rootfs);
+    }
+    let _ = std::fs::remove_dir_all(state_dir(&flags.namespace, &flags.id));
+    // A server that died (or never served) leaves its socket behind.
+    let _ = std::fs::remove_file(super::bootstrap::default_socket(flags));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let resp = DeleteResponse {
+        pid: 0,
+        // As runc's shim reports a task it had to kill.
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: Some(
+            containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+                ..Default::default()
+            },
+        )
+        .into(),
+        ..Default::default()
+    };
+    let bytes = resp.write_to_bytes().map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut std::io::stdout(), &bytes).map_err(|e| e.to_string())
+}
+
+fn is_mountpoint(path: &std::path::Path) -> bool {
+    let target = path.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(&target))
+}

@@ -1,0 +1,79 @@
+//! The shim server: containerd's task API, v2 and v3, on the socket `start`
+//! bound, until containerd shuts the shim down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use containerd_shim::Flags;
+use containerd_shim_protos::shim_async::create_task;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+use ttrpc::r#async::{Server, Service};
+
+use super::bootstrap::LISTENER_FD;
+use super::logging;
+use crate::task::events::Containerd;
+use crate::task::TaskService;
+use crate::vm::qemu::Qemu;
+
+const TASK_V3: &str = "containerd.task.v3.Task";
+const TASK_V2: &str = "containerd.task.v2.Task";
+
+/// The same handlers under both service names: v3 is a renamed copy of v2,
+/// message for message, so one implementation serves containerd 1.6 to 2.x.
+pub fn task_services(service: Arc<TaskService>) -> HashMap<String, Service> {
+    let mut services = create_task(service.clone());
+    let mut v2 = create_task(service);
+    let handlers = v2.remove(TASK_V3).expect("create_task registers the v3 service");
+    services.insert(TASK_V2.to_string(), handlers);
+    services
+}
+
+pub fn serve(flags: &Flags) -> Result<(), String> {
+    logging::init(flags.debug);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("start the async runtime: {e}"))?;
+    let result = runtime.block_on(run(flags));
+    if let Err(e) = &result {
+        error!("shim server: {e}");
+    }
+    // Leave rather than wait for blocked stdio threads (FIFOs nobody opens).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn run(flags: &Flags) -> Result<(), String> {
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
+    let events = Containerd::connect(&ttrpc_address, &flags.namespace).await?;
+    let service = Arc::new(TaskService::new(
+        &flags.namespace,
+        Arc::new(Qemu::new()),
+        Arc::new(events),
+    ));
+    let mut exit = service.exit_requested();
+
+    // SAFETY: `start` put a listening unix socket on this descriptor for us
+    // alone, and nothing else in this process uses it.
+    let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }
+        .map_err(|e| format!("listen on the socket from start: {e}"))?;
+    let mut server = server.register_service(task_services(service));
+    server
+        .start()
+        .await
+        .map_err(|e| format!("start the TTRPC server: {e}"))?;
+    info!(id = %flags.id, namespace = %flags.namespace, socket = %flags.socket, "shim serving task API v2 and v3");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = exit.wait_for(|e| *e) => info!("containerd shut the shim down"),
+        _ = term.recv() => info!("SIGTERM"),
+    }
+    let _ = server.shutdown().await;
+    if let Some(path) = flags.socket.strip_prefix("unix://") {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! The shim's errors, as containerd receives them: a gRPC code it maps onto
+//! its own error kinds, and a message that says what to fix.
+
+use ttrpc::Code;
+
+use crate::vm::VmError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+}
+
+impl ShimError {
+    pub fn code(&self) -> Code {
+        match self {
+            ShimError::NotFound(_) => Code::NOT_FOUND,
+            ShimError::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            ShimError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
+            ShimError::Internal(_) => Code::INTERNAL,
+            // The guest's own verdict (NOT_FOUND, FAILED_PRECONDITION...) passes through.
+            ShimError::Vm(e) => match e.rpc_code() {
+                Some(code) => code,
+                None => match e {
+                    VmError::KernelMissing { .. }
+                    | VmError::BadImage { .. }
+                    | VmError::ToolMissing { .. }
+                    | VmError::NoKvm(_)
+                    | VmError::SocketPathTooLong { .. } => Code::FAILED_PRECONDITION,
+                    VmError::Invalid(_) | VmError::ShareMissing { .. } => Code::INVALID_ARGUMENT,
+                    _ => Code::INTERNAL,
+                },
+            },
+        }
+    }
+
+    pub fn into_ttrpc(self) -> ttrpc::Error {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(self.code(), self.to_string()))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ShimError>;
+
+/// Converts a result for a TTRPC handler.
+pub fn ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
+    r.map_err(ShimError::into_ttrpc)
+}

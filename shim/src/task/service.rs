@@ -1,0 +1,504 @@
+//! containerd's task API (v2 and v3 share it), served by the shim.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim_protos::api::*;
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed, TaskStart,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::shim_async::Task;
+use containerd_shim_protos::topics;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use ttrpc::r#async::TtrpcContext;
+use voidbox_api::task as guest;
+
+use super::container::Container;
+use super::create::{self, teardown};
+use super::error::{ttrpc, Result, ShimError};
+use super::events::Publisher;
+use super::exits::{self, timestamp};
+use super::metrics;
+use super::process::{Process, Status as ProcStatus};
+use crate::guest::rpc_context;
+use crate::io::{IoPaths, ProcessIo};
+use crate::vm::{Backend, VmError};
+
+pub struct TaskService {
+    namespace: String,
+    backend: Arc<dyn Backend>,
+    events: Arc<dyn Publisher>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Set to true when the shim should exit.
+    exit: watch::Sender<bool>,
+}
+
+fn rpc<T>(method: &'static str, r: ttrpc::Result<T>) -> Result<T> {
+    r.map_err(|source| VmError::Rpc { method, source }.into())
+}
+
+impl TaskService {
+    pub fn new(namespace: &str, backend: Arc<dyn Backend>, events: Arc<dyn Publisher>) -> Self {
+        TaskService {
+            namespace: namespace.to_string(),
+            backend,
+            events,
+            containers: Mutex::new(HashMap::new()),
+            exit: watch::channel(false).0,
+        }
+    }
+
+    /// Resolves when containerd has shut the shim down.
+    pub fn exit_requested(&self) -> watch::Receiver<bool> {
+        self.exit.subscribe()
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ShimError::NotFound(format!("container {id} not found")))
+    }
+
+    async fn publish(&self, topic: &'static str, event: Box<dyn protobuf::MessageDyn>) {
+        self.events.publish(topic, event).await;
+    }
+
+    async fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        if self.containers.lock().expect("containers lock").contains_key(&req.id) {
+            return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
+        }
+        let container = create::create(self.backend.as_ref(), &self.namespace, &req).await?;
+        exits::relay_guest_events(&container, self.events.clone());
+        let pid = container.init.pid();
+        self.containers
+            .lock()
+            .expect("containers lock")
+            .insert(req.id.clone(), container);
+        info!(id = %req.id, pid, "container created");
+        let event = TaskCreate {
+            container_id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: MessageField::some(TaskIO {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+                ..Default::default()
+            }),
+            checkpoint: req.checkpoint.clone(),
+            pid,
+            ..Default::default()
+        };
+        self.publish(topics::TASK_CREATE_EVENT_TOPIC, Box::new(event)).await;
+        Ok(CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn do_start(&self, req: StartRequest) -> Result<StartResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if p.status() != ProcStatus::Created {
+            return Err(ShimError::FailedPrecondition(format!(
+                "process {} already started",
+                display_exec(&req.exec_id)
+            )));
+        }
+        if !req.exec_id.is_empty() {
+            // The exec's stdio is relayed from now on; the guest dials its streams.
+            let (ids, io) = ProcessIo::start(&c.mux, &p.paths).map_err(ShimError::InvalidArgument)?;
+            let exec = guest::ExecRequest {
+                id: c.id.clone(),
+                exec_id: req.exec_id.clone(),
+                process: p.spec.clone(),
+                stdio: Some(ids).into(),
+                ..Default::default()
+            };
+            if let Err(e) = rpc("Tasks.Exec", c.guest.tasks().exec(rpc_context(false), &exec).await) {
+                io.abort(&c.mux);
+                return Err(e);
+            }
+            p.set_io(Arc::new(io));
+        }
+        let start = guest::StartRequest {
+            id: c.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        };
+        let started = rpc("Tasks.Start", c.guest.tasks().start(rpc_context(false), &start).await);
+        let resp = match started {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(io) = p.io().filter(|_| !req.exec_id.is_empty()) {
+                    io.abort(&c.mux);
+                }
+                return Err(e);
+            }
+        };
+        p.set_pid(resp.pid);
+        p.set_running();
+        exits::watch(&c, &p, self.events.clone());
+        if req.exec_id.is_empty() {
+            let event = TaskStart {
+                container_id: c.id.clone(),
+                pid: resp.pid,
+                ..Default::default()
+            };
+            self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(event)).await;
+        } else {
+            let event = TaskExecStarted {
+                container_id: c.id.clone(),
+                exec_id: req.exec_id.clone(),
+                pid: resp.pid,
+                ..Default::default()
+            };
+            self.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event))
+                .await;
+        }
+        Ok(StartResponse {
+            pid: resp.pid,
+            ..Default::default()
+        })
+    }
+
+    async fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if matches!(p.status(), ProcStatus::Running) && c.vm.try_exit().is_none() {
+            return Err(ShimError::FailedPrecondition(format!(
+                "process {} of container {} is running; kill it first",
+                display_exec(&req.exec_id),
+                req.id
+            )));
+        }
+        let (status, at) = p.exit().unwrap_or((0, std::time::SystemTime::now()));
+        if req.exec_id.is_empty() {
+            c.deleting.store(true, Ordering::SeqCst);
+            if c.vm.try_exit().is_none() {
+                let del = guest::DeleteRequest {
+                    id: c.id.clone(),
+                    ..Default::default()
+                };
+                if let Err(e) = c.guest.tasks().delete(rpc_context(false), &del).await {
+                    warn!(id = %c.id, "guest delete: {e:?}");
+                }
+            }
+            teardown(&c).await;
+            self.containers.lock().expect("containers lock").remove(&req.id);
+            info!(id = %req.id, "container deleted");
+            let event = TaskDelete {
+                container_id: c.id.clone(),
+                pid: p.pid(),
+                exit_status: status,
+                exited_at: Some(timestamp(at)).into(),
+                id: c.id.clone(),
+                ..Default::default()
+            };
+            self.publish(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event)).await;
+        } else {
+            if p.status() != ProcStatus::Created && c.vm.try_exit().is_none() {
+                let del = guest::DeleteRequest {
+                    id: c.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    ..Default::default()
+                };
+                rpc("Tasks.Delete", c.guest.tasks().delete(rpc_context(false), &del).await)?;
+            }
+            c.execs.lock().expect("execs lock").remove(&req.exec_id);
+        }
+        Ok(DeleteResponse {
+            pid: p.pid(),
+            exit_status: status,
+            exited_at: Some(timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn state_of(&self, c: &Container, p: &Process) -> Status {
+        match p.status() {
+            ProcStatus::Created => Status::CREATED,
+            ProcStatus::Running if c.paused.load(Ordering::SeqCst) => Status::PAUSED,
+            ProcStatus::Running => Status::RUNNING,
+            ProcStatus::Exited { .. } => Status::STOPPED,
+        }
+    }
+}
+
+fn display_exec(exec_id: &str) -> &str {
+    if exec_id.is_empty() {
+        "init"
+    } else {
+        exec_id
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+        ttrpc(self.do_create(req).await)
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        ttrpc(self.do_start(req).await)
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        ttrpc(self.do_delete(req).await)
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let c = ttrpc(self.container(&req.id))?;
+        let p = ttrpc(c.process(&req.exec_id))?;
+        let (exit_status, exited_at) = match p.exit() {
+            Some((s, at)) => (s, MessageField::some(timestamp(at))),
+            None => (0, MessageField::none()),
+        };
+        Ok(StateResponse {
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
+            bundle: c.bundle.display().to_string(),
+            pid: p.pid(),
+            status: self.state_of(&c, &p).into(),
+            stdin: p.paths.stdin.clone(),
+            stdout: p.paths.stdout.clone(),
+            stderr: p.paths.stderr.clone(),
+            terminal: p.paths.terminal,
+            exit_status,
+            exited_at,
+            exec_id: req.exec_id,
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let c = ttrpc(self.container(&req.id))?;
+        let p = ttrpc(c.process(&req.exec_id))?;
+        let (exit_status, at) = p.wait().await;
+        Ok(WaitResponse {
+            exit_status,
+            exited_at: Some(timestamp(at)).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let p = ttrpc(c.process(&req.exec_id))?;
+        if p.exit().is_some() || c.vm.try_exit().is_some() {
+            return ttrpc(Err(ShimError::NotFound(format!(
+                "process {} already finished",
+                display_exec(&req.exec_id)
+            ))));
+        }
+        let kill = guest::KillRequest {
+            id: req.id,
+            exec_id: req.exec_id,
+            signal: req.signal,
+            all: req.all,
+            ..Default::default()
+        };
+        ttrpc(rpc("Tasks.Kill", c.guest.tasks().kill(rpc_context(false), &kill).await))?;
+        Ok(Empty::new())
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        if c.init.exit().is_some() {
+            return ttrpc(Err(ShimError::FailedPrecondition(format!(
+                "container {} is not running",
+                req.id
+            ))));
+        }
+        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        if spec.is_empty() {
+            return ttrpc(Err(ShimError::InvalidArgument("exec without a process spec".into())));
+        }
+        let paths = IoPaths {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            terminal: req.terminal,
+        };
+        {
+            let mut execs = c.execs.lock().expect("execs lock");
+            if execs.contains_key(&req.exec_id) {
+                return ttrpc(Err(ShimError::AlreadyExists(format!(
+                    "exec {} already exists",
+                    req.exec_id
+                ))));
+            }
+            execs.insert(req.exec_id.clone(), Process::new(&req.exec_id, paths, spec));
+        }
+        let event = TaskExecAdded {
+            container_id: req.id,
+            exec_id: req.exec_id,
+            ..Default::default()
+        };
+        self.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event)).await;
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let r = guest::ResizePtyRequest {
+            id: req.id,
+            exec_id: req.exec_id,
+            width: req.width,
+            height: req.height,
+            ..Default::default()
+        };
+        ttrpc(rpc(
+            "Tasks.ResizePty",
+            c.guest.tasks().resize_pty(rpc_context(false), &r).await,
+        ))?;
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let p = ttrpc(c.process(&req.exec_id))?;
+        if let Some(io) = p.io() {
+            io.close_stdin();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let c = ttrpc(self.container(&req.id))?;
+        let r = guest::PidsRequest {
+            id: req.id,
+            ..Default::default()
+        };
+        let resp = ttrpc(rpc("Tasks.Pids", c.guest.tasks().pids(rpc_context(false), &r).await))?;
+        let processes = resp
+            .processes
+            .into_iter()
+            .map(|p| {
+                let info = (!p.exec_id.is_empty()).then(|| Any {
+                    type_url: "containerd.runc.v1.ProcessDetails".into(),
+                    value: ProcessDetails {
+                        exec_id: p.exec_id.clone(),
+                        ..Default::default()
+                    }
+                    .write_to_bytes()
+                    .expect("serialize"),
+                    ..Default::default()
+                });
+                ProcessInfo {
+                    pid: p.pid,
+                    info: info.into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let r = guest::PauseRequest {
+            id: req.id.clone(),
+            ..Default::default()
+        };
+        ttrpc(rpc("Tasks.Pause", c.guest.tasks().pause(rpc_context(false), &r).await))?;
+        c.paused.store(true, Ordering::SeqCst);
+        self.publish(
+            topics::TASK_PAUSED_EVENT_TOPIC,
+            Box::new(TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(Empty::new())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let r = guest::ResumeRequest {
+            id: req.id.clone(),
+            ..Default::default()
+        };
+        ttrpc(rpc(
+            "Tasks.Resume",
+            c.guest.tasks().resume(rpc_context(false), &r).await,
+        ))?;
+        c.paused.store(false, Ordering::SeqCst);
+        let event = TaskResumed {
+            container_id: req.id,
+            ..Default::default()
+        };
+        self.publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event)).await;
+        Ok(Empty::new())
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        ttrpc(Err(ShimError::Unimplemented(
+            "checkpoint is not implemented by voidbox".into(),
+        )))
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let c = ttrpc(self.container(&req.id))?;
+        let resources = req.resources.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let r = guest::UpdateRequest {
+            id: req.id,
+            resources,
+            ..Default::default()
+        };
+        ttrpc(rpc(
+            "Tasks.Update",
+            c.guest.tasks().update(rpc_context(false), &r).await,
+        ))?;
+        Ok(Empty::new())
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let c = ttrpc(self.container(&req.id))?;
+        let r = guest::StatsRequest {
+            id: req.id,
+            ..Default::default()
+        };
+        let files = ttrpc(rpc("Tasks.Stats", c.guest.tasks().stats(rpc_context(false), &r).await))?.files;
+        let stats = metrics::to_any(&metrics::from_files(&files));
+        Ok(StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let task_pid = self.container(&req.id).map(|c| c.init.pid()).unwrap_or(0);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        // Like runc's shim: stay while containers remain.
+        if self.containers.lock().expect("containers lock").is_empty() {
+            let _ = self.exit.send(true);
+        }
+        Ok(Empty::new())
+    }
+}

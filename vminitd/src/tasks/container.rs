@@ -1,0 +1,100 @@
+//! A container in the guest: its bundle directory, rootfs mount, processes.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::mount::{umount2, MntFlags};
+use tokio::task::JoinHandle;
+
+use crate::tasks::error::TaskError;
+use crate::tasks::process::Process;
+
+/// Where container bundles live in the guest.
+pub const BUNDLES: &str = "/run/voidbox/containers";
+
+pub struct Container {
+    pub id: String,
+    pub init: Arc<Process>,
+    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    pub paused: AtomicBool,
+    pub oom_watch: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Container {
+    pub fn new(id: &str) -> Self {
+        Container {
+            id: id.to_string(),
+            init: Process::new("", None),
+            execs: Mutex::new(HashMap::new()),
+            paused: AtomicBool::new(false),
+            oom_watch: Mutex::new(None),
+        }
+    }
+
+    pub fn bundle(&self) -> PathBuf {
+        bundle_dir(&self.id)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// The init process for an empty exec id, else that exec process.
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>, TaskError> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| TaskError::NoProcess {
+                id: self.id.clone(),
+                exec_id: exec_id.to_string(),
+            })
+    }
+}
+
+pub fn bundle_dir(id: &str) -> PathBuf {
+    PathBuf::from(BUNDLES).join(id)
+}
+
+/// Container ids become path components: refuse anything that is not one.
+pub fn check_id(id: &str) -> Result<(), TaskError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(TaskError::Invalid(format!(
+            "container id {id:?}: use 1-128 of [A-Za-z0-9_.-]"
+        )))
+    }
+}
+
+/// Unmounts the rootfs share and removes the bundle directory.
+pub fn remove_bundle(id: &str) {
+    let dir = bundle_dir(id);
+    let rootfs = dir.join("rootfs");
+    if umount2(&rootfs, MntFlags::empty()).is_err() {
+        let _ = umount2(&rootfs, MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_are_path_components() {
+        assert!(super::check_id("abc-1_2.3").is_ok());
+        for bad in ["", "..", "a/b", "a b"] {
+            assert!(super::check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

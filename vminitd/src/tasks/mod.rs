@@ -1,0 +1,12 @@
+//! Containers in the guest, run with crun: the `voidbox.task.v1.Tasks` service.
+
+mod cgroup;
+mod container;
+mod crun;
+mod error;
+mod process;
+mod service;
+mod spec;
+mod stdio;
+
+pub use service::TaskService;
