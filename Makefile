@@ -12,8 +12,8 @@ WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
 
 export VOIDBOX_CACHE := $(CACHE)
 
-.PHONY: all deps kernel guest-bins image image-verify build lint test test-install \
-        bench demo install uninstall clean
+.PHONY: all deps kernel guest-bins image image-verify build lint test test-install test-tracing \
+        bench demo install uninstall clean jaeger-start jaeger-stop jaeger-open jaeger-gantt
 
 all: build image
 
@@ -47,6 +47,8 @@ lint:
 
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint
+	# The containerd tests run the shim binary: cargo test alone does not build it.
+	$(CARGO) build --workspace --bins
 	$(WITH_ASSETS) $(CARGO) test --workspace
 	$(MAKE) --no-print-directory test-install
 
@@ -55,10 +57,38 @@ bench: deps kernel guest-bins
 	$(CARGO) build --release -p voidbox-hack -p voidbox-shim
 	$(WITH_ASSETS) target/release/voidbox-bench
 
-## demo: a real container in a micro-VM, through a private containerd
+## demo: a real container in a micro-VM, through a private containerd, and its trace
 demo: deps kernel guest-bins
-	$(CARGO) build -p voidbox-shim -p voidbox-integration --bins
+	$(CARGO) build -p voidbox-shim -p voidbox-integration -p voidbox-hack --bins
 	$(WITH_ASSETS) hack/demo.sh
+
+## jaeger-start / jaeger-stop / jaeger-open: Jaeger all-in-one (docker or podman)
+jaeger-start:
+	@hack/jaeger.sh start
+jaeger-stop:
+	@hack/jaeger.sh stop
+jaeger-open:
+	@hack/jaeger.sh open
+
+TRACE_OUT ?= target/voidbox-trace.json
+
+## test-tracing: the tracing tests; the traced run is kept in $(TRACE_OUT), and
+## sent to Jaeger too when one runs on localhost
+test-tracing: deps kernel guest-bins
+	$(CARGO) build --workspace --bins
+	VOIDBOX_TRACE_OUT=$(CURDIR)/$(TRACE_OUT) $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
+		--test tracing --test tracing_dead_endpoint --test trace_flood
+	@if hack/jaeger.sh status >/dev/null 2>&1; then \
+		$(WITH_ASSETS) env DEMO_OTLP_ENDPOINT=http://localhost:4318 hack/demo.sh >/dev/null && \
+		echo "test-tracing: a traced container went to Jaeger: make jaeger-open (service voidbox), or make jaeger-gantt"; \
+	fi
+	@echo "test-tracing: the traced test run is in $(TRACE_OUT): make jaeger-gantt TRACE_FILE=$(TRACE_OUT)"
+
+## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON) as Mermaid + waterfall
+jaeger-gantt:
+	@$(CARGO) build -q -p voidbox-hack --bin voidbox-trace
+	@if [ -n "$(TRACE_FILE)" ]; then target/debug/voidbox-trace show --file $(TRACE_FILE); \
+	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and guest image to $(PREFIX)/share/voidbox,
 ## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself

@@ -34,3 +34,16 @@ pub mod task_ttrpc {
 pub mod runtimeoptions {
     include!(concat!(env!("OUT_DIR"), "/gen/runtimeoptions.rs"));
 }
+
+/// `voidbox.traces.v1`: the guest's spans, streamed to the host.
+pub mod traces {
+    include!(concat!(env!("OUT_DIR"), "/gen/traces.rs"));
+}
+/// Async TTRPC stubs of the Traces service.
+pub mod traces_ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/gen/traces_ttrpc.rs"));
+}
+
+/// Conversions between the wire spans and the OpenTelemetry SDK's.
+#[cfg(feature = "otel")]
+pub mod otel;

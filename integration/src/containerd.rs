@@ -33,6 +33,11 @@ pub fn target_dir() -> PathBuf {
 
 impl Containerd {
     pub fn start(name: &str) -> Containerd {
+        Self::start_with_env(name, &[])
+    }
+
+    /// As `start`, with extra environment for containerd and so its shims.
+    pub fn start_with_env(name: &str, env: &[(&str, &str)]) -> Containerd {
         let shim = target_dir().join("containerd-shim-voidbox-v2");
         assert!(
             shim.exists(),
@@ -71,6 +76,7 @@ impl Containerd {
             .env("PATH", path)
             .env("VOIDBOX_STATE_DIR", state.join("vms"))
             .env("VOIDBOX_SOCKET_DIR", state.join("s"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -3,7 +3,10 @@
 
 pub mod containerd;
 pub mod image;
+pub mod otlp;
 pub mod shim_client;
+pub mod trace_check;
+pub mod trace_tree;
 
 use std::path::{Path, PathBuf};
 

@@ -70,6 +70,11 @@ impl ShimUnderTest {
     /// Prepares a bundle (busybox rootfs, `config`), serves the events API,
     /// and starts the shim with the bootstrap protocol.
     pub async fn start(name: &str, config: &serde_json::Value) -> ShimUnderTest {
+        Self::start_with_env(name, config, &[]).await
+    }
+
+    /// As `start`, with extra environment for the shim (OTEL_*, for instance).
+    pub async fn start_with_env(name: &str, config: &serde_json::Value, env: &[(&str, &str)]) -> ShimUnderTest {
         let id = format!("{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("voidbox-v3-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -77,6 +82,8 @@ impl ShimUnderTest {
         std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
         crate::image::unpack_busybox(&bundle.join("rootfs"));
         std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        // containerd makes `log` a FIFO it reads; a plain file keeps the lines.
+        std::fs::write(bundle.join("log"), b"").unwrap();
 
         let events = Arc::new(Received::default());
         let events_socket = dir.join("events.sock");
@@ -108,6 +115,7 @@ impl ShimUnderTest {
             ])
             .current_dir(&bundle)
             .env("VOIDBOX_STATE_DIR", dir.join("vms"))
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -139,6 +147,11 @@ impl ShimUnderTest {
             client: TaskClient::new(client),
             _events_server: server,
         }
+    }
+
+    /// The shim's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.bundle.join("log")).unwrap_or_default()
     }
 
     /// A FIFO in the test directory, opened for reading as containerd does.

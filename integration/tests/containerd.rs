@@ -65,6 +65,13 @@ fn echo_hello_and_exit_codes() {
     }
     assert!(events.topic("/tasks/exit").iter().any(|l| l.contains("echo1")));
 
+    // Randomness is there from boot: reading /dev/random does not block.
+    let out = ctd
+        .run_command("random1", &[], &["sh", "-c", "head -c 16 /dev/random | wc -c"])
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, &ctd).trim(), "16");
+
     let out = ctd.run_command("exit7", &[], &["sh", "-c", "exit 7"]).output().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert!(

@@ -9,4 +9,5 @@ pub mod guest;
 pub mod io;
 pub mod shim;
 pub mod task;
+pub mod trace;
 pub mod vm;

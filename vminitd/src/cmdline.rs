@@ -35,6 +35,16 @@ impl Cmdline {
             .unwrap_or(voidbox_api::TTRPC_PORT)
     }
 
+    /// Whether the host exports the guest's spans (`voidbox.trace=1`).
+    pub fn tracing(&self) -> bool {
+        self.get("voidbox.trace") == Some("1")
+    }
+
+    /// The span buffer's capacity (`voidbox.trace_buffer=N`).
+    pub fn trace_buffer(&self) -> Option<usize> {
+        self.get("voidbox.trace_buffer").and_then(|v| v.parse().ok())
+    }
+
     pub fn log_level(&self) -> Level {
         match self.get("voidbox.log") {
             Some("debug") => Level::DEBUG,

@@ -15,15 +15,18 @@ impl FormatTime for Uptime {
     }
 }
 
-pub fn init() {
-    let level = crate::cmdline::Cmdline::read().log_level();
-    tracing_subscriber::fmt()
+/// Log lines on the console, at `level` and above.
+pub fn layer<S>(level: tracing::Level) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer;
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_timer(Uptime)
         .with_ansi(false)
         .with_target(false)
-        .with_max_level(level)
-        .init();
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level))
 }
 
 /// The kernel opens /dev/console as fd 0-2 for init when it can. If it could

@@ -15,6 +15,7 @@ mod power;
 mod reaper;
 mod services;
 mod tasks;
+mod trace;
 mod vsock;
 
 use std::sync::Arc;
@@ -24,15 +25,21 @@ use tracing::{error, info};
 
 fn main() {
     // First thing: when did userspace start, on the kernel's clock.
-    let clock = BootClock::at_init_start();
-    console::init();
-
+    let clock = Arc::new(BootClock::at_init_start());
     if std::process::id() != 1 {
-        error!("vminitd must run as PID 1 (it is {})", std::process::id());
+        eprintln!("vminitd must run as PID 1 (it is {})", std::process::id());
         std::process::exit(1);
     }
+    // The command line is in /proc: mount first, log after.
+    if let Err(e) = clock.step("guest.mounts", mounts::mount_early) {
+        eprintln!("vminitd: {e}");
+        power::halt_now();
+    }
+    console::reopen_stdio();
+    let cmdline = cmdline::Cmdline::read();
+    let spans = trace::init(&cmdline);
 
-    if let Err(e) = setup() {
+    if let Err(e) = setup(&clock) {
         error!("guest setup failed: {e}");
         power::halt_now();
     }
@@ -48,47 +55,48 @@ fn main() {
             power::halt_now();
         }
     };
-    runtime.block_on(serve(clock));
+    runtime.block_on(serve(clock, cmdline, spans));
     // serve only returns when the guest is powering off.
     power::halt_now();
 }
 
 /// Synchronous PID 1 duties that must finish before anything else runs.
-fn setup() -> Result<(), error::Error> {
-    mounts::mount_early()?;
-    console::reopen_stdio();
-    cgroups::setup()?;
-    network::loopback_up()?;
+fn setup(clock: &BootClock) -> Result<(), error::Error> {
+    clock.step("guest.cgroups", cgroups::setup)?;
+    clock.step("guest.network", network::loopback_up)?;
     Ok(())
 }
 
-async fn serve(clock: BootClock) {
-    let cmdline = cmdline::Cmdline::read();
+async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<Arc<trace::SpanBuffer>>) {
     let reaper = reaper::Reaper::start();
     let port = cmdline.ttrpc_port();
     let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
 
-    let clock = Arc::new(clock);
     let ready_clock = clock.clone();
     let on_connect = Arc::new(move || ready_clock.mark_ready());
-    let system = services::system::SystemService::new(clock, cmdline, power_tx);
+    let boot_spans = Arc::new(trace::BootSpans::new(clock.clone()));
+    let system = services::system::SystemService::new(clock.clone(), cmdline, power_tx, boot_spans);
+    let tasks = tasks::TaskService::new(reaper);
+    let traces = trace::TraceService::new(spans, closing);
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(vsock::dial_listener(port, on_connect))
         .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)))
-        .register_service(voidbox_api::task_ttrpc::create_tasks(Arc::new(
-            tasks::TaskService::new(reaper),
-        )));
+        .register_service(voidbox_api::task_ttrpc::create_tasks(Arc::new(tasks)))
+        .register_service(voidbox_api::traces_ttrpc::create_traces(Arc::new(traces)));
     if let Err(e) = server.start().await {
         error!("cannot start the TTRPC server: {e}");
         return;
     }
+    clock.mark_serving();
     info!(
         "vminitd {} serving TTRPC to host port {port}",
         env!("CARGO_PKG_VERSION")
     );
 
-    // Wait for a power-off request, then stop serving and shut down.
+    // Wait for a power-off request; let span streams drain, stop serving, power off.
     let _ = power_rx.recv().await;
+    let _ = closing_tx.send(true);
     let _ = tokio::time::timeout(power::RPC_DRAIN, server.shutdown()).await;
     power::poweroff().await;
 }

@@ -8,6 +8,7 @@ use ttrpc::r#async::transport::Socket;
 use voidbox_api::system::*;
 use voidbox_api::system_ttrpc::SystemClient;
 use voidbox_api::task_ttrpc::TasksClient;
+use voidbox_api::traces_ttrpc::TracesClient;
 
 use crate::vm::VmError;
 
@@ -17,19 +18,24 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct GuestClient {
     system: SystemClient,
     tasks: TasksClient,
+    traces: TracesClient,
 }
 
+/// A context carrying the current span, so the guest's spans are its children.
 fn ctx(timeout: Duration) -> context::Context {
-    context::with_duration(timeout)
+    let mut ctx = context::with_duration(timeout);
+    let current = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
+    voidbox_api::otel::propagation::inject(&current, &mut ctx.metadata);
+    ctx
 }
 
 /// A context for guest RPCs: bounded, except for those that wait on a process.
 pub fn rpc_context(wait: bool) -> context::Context {
+    let mut ctx = ctx(RPC_TIMEOUT);
     if wait {
-        context::Context::default()
-    } else {
-        ctx(RPC_TIMEOUT)
+        ctx.timeout_nano = 0;
     }
+    ctx
 }
 
 impl GuestClient {
@@ -37,13 +43,23 @@ impl GuestClient {
         let client = ttrpc::r#async::Client::new(Socket::new(stream));
         GuestClient {
             system: SystemClient::new(client.clone()),
-            tasks: TasksClient::new(client),
+            tasks: TasksClient::new(client.clone()),
+            traces: TracesClient::new(client),
         }
+    }
+
+    pub fn system(&self) -> &SystemClient {
+        &self.system
     }
 
     /// The guest's container service.
     pub fn tasks(&self) -> &TasksClient {
         &self.tasks
+    }
+
+    /// The guest's span stream.
+    pub fn traces(&self) -> &TracesClient {
+        &self.traces
     }
 
     pub async fn info(&self) -> Result<InfoResponse, VmError> {

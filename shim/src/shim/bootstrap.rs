@@ -138,7 +138,8 @@ pub fn start(flags: &Flags) -> Result<(), String> {
     .env("TTRPC_ADDRESS", &p.containerd_ttrpc_address)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
-    .stderr(Stdio::null());
+    // Whatever the server writes to stderr (a panic, say) reaches containerd's log.
+    .stderr(super::logging::open_fifo().map(Stdio::from).unwrap_or(Stdio::null()));
     // LOG_LEVEL_DEBUG is -4, TRACE -8.
     if flags.debug || p.log_level.value() <= -4 {
         cmd.arg("-debug");

@@ -13,7 +13,9 @@ use ttrpc::r#async::{Server, Service};
 use super::bootstrap::LISTENER_FD;
 use super::logging;
 use crate::task::events::Containerd;
-use crate::task::TaskService;
+use crate::task::{vm_id, TaskService, TraceOptions};
+use crate::trace::Identity;
+use crate::trace::Telemetry;
 use crate::vm::qemu::Qemu;
 
 const TASK_V3: &str = "containerd.task.v3.Task";
@@ -30,28 +32,46 @@ pub fn task_services(service: Arc<TaskService>) -> HashMap<String, Service> {
 }
 
 pub fn serve(flags: &Flags) -> Result<(), String> {
-    logging::init(flags.debug);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("start the async runtime: {e}"))?;
-    let result = runtime.block_on(run(flags));
+    let identity = Identity {
+        container_id: flags.id.clone(),
+        namespace: flags.namespace.clone(),
+        vm_id: vm_id(&flags.namespace, &flags.id),
+    };
+    // The batch exporters run on the runtime: install inside it.
+    let telemetry = runtime.block_on(async { Telemetry::install(logging::open(), flags.debug, &identity) })?;
+    let telemetry = Arc::new(telemetry);
+    let result = runtime.block_on(run(flags, telemetry.clone()));
     if let Err(e) = &result {
         error!("shim server: {e}");
     }
+    // Flush what is queued, within a bound, before leaving.
+    let t = telemetry.clone();
+    let _ = runtime.block_on(runtime.spawn_blocking(move || t.shutdown()));
     // Leave rather than wait for blocked stdio threads (FIFOs nobody opens).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
-async fn run(flags: &Flags) -> Result<(), String> {
+async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
     let events = Containerd::connect(&ttrpc_address, &flags.namespace).await?;
+    let tracing = telemetry.guest_sink().map(|sink| TraceOptions {
+        sink,
+        guest_buffer: telemetry.config.as_ref().and_then(|c| c.guest_buffer),
+    });
+    if let Some(cfg) = &telemetry.config {
+        info!(endpoint = %cfg.endpoint, service = %cfg.service_name, "tracing on");
+    }
     let service = Arc::new(TaskService::new(
         &flags.namespace,
         Arc::new(Qemu::new()),
         Arc::new(events),
+        tracing,
     ));
     let mut exit = service.exit_requested();
 
@@ -59,7 +79,7 @@ async fn run(flags: &Flags) -> Result<(), String> {
     // alone, and nothing else in this process uses it.
     let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }
         .map_err(|e| format!("listen on the socket from start: {e}"))?;
-    let mut server = server.register_service(task_services(service));
+    let mut server = server.register_service(task_services(service.clone()));
     server
         .start()
         .await
@@ -71,6 +91,7 @@ async fn run(flags: &Flags) -> Result<(), String> {
         _ = exit.wait_for(|e| *e) => info!("containerd shut the shim down"),
         _ = term.recv() => info!("SIGTERM"),
     }
+    service.end_traces();
     let _ = server.shutdown().await;
     if let Some(path) = flags.socket.strip_prefix("unix://") {
         let _ = std::fs::remove_file(path);

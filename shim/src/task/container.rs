@@ -12,6 +12,8 @@ use super::process::Process;
 use super::rootfs::Rootfs;
 use crate::guest::GuestClient;
 use crate::io::StreamMux;
+use crate::trace::clock::Clock;
+use crate::trace::relay::RelayStats;
 use crate::vm::MicroVm;
 
 pub struct Container {
@@ -28,6 +30,11 @@ pub struct Container {
     pub deleting: AtomicBool,
     /// OOM kills the guest reported while the container ran.
     pub ooms: AtomicU64,
+    /// The guest clock against the host's, for rebasing guest spans.
+    pub clock: Arc<Clock>,
+    /// The guest span relay, when tracing is on; teardown waits for its end.
+    pub relay: Mutex<Option<JoinHandle<()>>>,
+    pub relay_stats: Arc<RelayStats>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 

@@ -1,13 +1,18 @@
-//! Create: bundle, VM, rootfs, stdio, then the container in the guest.
+//! Create, phase by phase, each phase a span under the Create span:
+//! BundleLoad, MountSetup, VMBoot (VMSpawn, WaitForReady, ClockSync),
+//! BundleTransfer, IOSetup, TaskCreate.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_shim_protos::api::CreateTaskRequest;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
-use voidbox_api::task::CreateRequest;
+use tracing::{info, info_span, warn, Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use voidbox_api::system::InfoRequest;
+use voidbox_api::task::{CreateRequest, PutBundleRequest};
 
 use super::bundle::Bundle;
 use super::container::Container;
@@ -16,31 +21,64 @@ use super::options;
 use super::process::Process;
 use super::rootfs::Rootfs;
 use crate::assets;
-use crate::guest::rpc_context;
+use crate::guest::{rpc_context, GuestClient};
 use crate::io::{IoPaths, ProcessIo, StreamMux};
+use crate::trace::clock::Clock;
+use crate::trace::relay::{self, GuestSink, RelayStats};
+use crate::trace::spans::traced;
 use crate::vm::{Backend, MicroVm, Share, VmConfig, VmError};
 
 /// The virtio-fs tag of the container's root filesystem.
 pub const ROOTFS_TAG: &str = "rootfs";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long teardown waits for the guest's last spans.
+const RELAY_DRAIN: Duration = Duration::from_secs(2);
+/// How often the clock offset is measured again while a container runs.
+const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
-/// A short, stable state directory for a container's VM: socket paths must
-/// stay under the unix limit whatever the namespace and id.
-pub fn state_dir(namespace: &str, id: &str) -> std::path::PathBuf {
+/// A short, stable name for a container's VM.
+pub fn vm_id(namespace: &str, id: &str) -> String {
     let digest = Sha256::digest(format!("{namespace}/{id}").as_bytes());
-    let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    assets::state_root().join(name)
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn create(backend: &dyn Backend, namespace: &str, req: &CreateTaskRequest) -> Result<Arc<Container>> {
+/// The VM's state directory: socket paths must stay under the unix limit
+/// whatever the namespace and id.
+pub fn state_dir(namespace: &str, id: &str) -> std::path::PathBuf {
+    assets::state_root().join(vm_id(namespace, id))
+}
+
+/// What tracing adds to a container, when it is on.
+#[derive(Clone)]
+pub struct TraceOptions {
+    pub sink: GuestSink,
+    pub guest_buffer: Option<usize>,
+}
+
+fn rpc_err(method: &'static str) -> impl Fn(ttrpc::Error) -> ShimError {
+    move |source| VmError::Rpc { method, source }.into()
+}
+
+pub async fn create(
+    backend: &dyn Backend,
+    namespace: &str,
+    req: &CreateTaskRequest,
+    tracing: Option<&TraceOptions>,
+) -> Result<Arc<Container>> {
     if !req.checkpoint.is_empty() {
         return Err(ShimError::Unimplemented(
             "restore from a checkpoint is not implemented by voidbox".into(),
         ));
     }
-    let bundle = Bundle::load(std::path::Path::new(&req.bundle))?;
+    let bundle = traced(info_span!("BundleLoad", bundle = %req.bundle), async {
+        Bundle::load(std::path::Path::new(&req.bundle))
+    })
+    .await?;
     let settings = options::resolve(&bundle.annotations(), req.options.as_ref())?;
-    let rootfs = Rootfs::mount(&bundle.rootfs(), &req.rootfs)?;
+    let rootfs = traced(info_span!("MountSetup", mounts = req.rootfs.len()), async {
+        Rootfs::mount(&bundle.rootfs(), &req.rootfs)
+    })
+    .await?;
 
     let mut config = VmConfig::new(
         &req.id,
@@ -55,16 +93,31 @@ pub async fn create(backend: &dyn Backend, namespace: &str, req: &CreateTaskRequ
         tag: ROOTFS_TAG.into(),
         host_path: rootfs.path().to_path_buf(),
     });
-    let vm = Arc::new(MicroVm::start(backend, config).await?);
-    let guest = match vm.connect_guest().await {
-        Ok(g) => g,
-        Err(e) => {
-            vm.kill().await;
-            return Err(e.into());
+    // Extra kernel arguments for debugging (voidbox.log=debug, for instance).
+    if let Ok(extra) = std::env::var("VOIDBOX_GUEST_CMDLINE") {
+        config
+            .extra_cmdline
+            .extend(extra.split_whitespace().map(str::to_string));
+    }
+    if let Some(t) = tracing {
+        config.extra_cmdline.push("voidbox.trace=1".into());
+        if let Some(n) = t.guest_buffer {
+            config.extra_cmdline.push(format!("voidbox.trace_buffer={n}"));
         }
-    };
-    info!(id = %req.id, cpus = settings.cpus, memory_mib = settings.memory_mib, "VM ready");
+    }
+    let boot_span = info_span!(
+        "VMBoot",
+        vm.id = %vm_id(namespace, &req.id),
+        vm.backend = backend.name(),
+        vm.vcpus = config.vcpus,
+        vm.memory_mib = config.memory_mib,
+        vm.kernel = %config.kernel.display(),
+        vm.image = %config.root.path().display(),
+    );
+    let clock = Arc::new(Clock::default());
+    let (vm, guest) = traced(boot_span.clone(), boot(backend, config, clock.clone(), boot_span)).await?;
 
+    let relay_stats = Arc::new(RelayStats::default());
     let mux = StreamMux::new();
     let paths = IoPaths {
         stdin: req.stdin.clone(),
@@ -85,48 +138,148 @@ pub async fn create(backend: &dyn Backend, namespace: &str, req: &CreateTaskRequ
         paused: AtomicBool::new(false),
         deleting: AtomicBool::new(false),
         ooms: AtomicU64::new(0),
+        clock: clock.clone(),
+        relay: Mutex::new(None),
+        relay_stats: relay_stats.clone(),
         tasks: Mutex::new(vec![tokio::spawn(mux.clone().serve(vm.clone()))]),
     });
+    if let Some(t) = tracing {
+        // Spans the guest made before this point wait in its buffer.
+        *container.relay.lock().expect("relay lock") =
+            Some(relay::start(guest.clone(), clock.clone(), t.sink.clone(), relay_stats));
+        container
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .push(tokio::spawn(resync_clock(guest.clone(), clock, vm.clone())));
+    }
 
-    let (ids, io) = match ProcessIo::start(&mux, &paths) {
-        Ok(v) => v,
+    let created = async {
+        let files = HashMap::from([("config.json".to_string(), bundle.guest_spec.clone())]);
+        let put = PutBundleRequest {
+            id: req.id.clone(),
+            files,
+            ..Default::default()
+        };
+        traced(info_span!("BundleTransfer", bytes = bundle.guest_spec.len()), async {
+            guest
+                .tasks()
+                .put_bundle(rpc_context(false), &put)
+                .await
+                .map_err(rpc_err("Tasks.PutBundle"))
+        })
+        .await?;
+        let (ids, io) = traced(info_span!("IOSetup", terminal = req.terminal), async {
+            ProcessIo::start(&mux, &paths).map_err(ShimError::InvalidArgument)
+        })
+        .await?;
+        let io = Arc::new(io);
+        let request = CreateRequest {
+            id: req.id.clone(),
+            rootfs_tag: ROOTFS_TAG.into(),
+            stdio: Some(ids).into(),
+            ..Default::default()
+        };
+        let resp = traced(info_span!("TaskCreate"), async {
+            guest
+                .tasks()
+                .create(rpc_context(false), &request)
+                .await
+                .map_err(rpc_err("Tasks.Create"))
+        })
+        .await;
+        match resp {
+            Ok(resp) => {
+                init.set_pid(resp.pid);
+                init.set_io(io);
+                Ok(())
+            }
+            Err(e) => {
+                io.abort(&mux);
+                Err(e)
+            }
+        }
+    };
+    match created.await {
+        Ok(()) => Ok(container),
         Err(e) => {
             teardown(&container).await;
-            return Err(ShimError::InvalidArgument(e));
-        }
-    };
-    let io = Arc::new(io);
-    let request = CreateRequest {
-        id: req.id.clone(),
-        spec: bundle.guest_spec.clone(),
-        rootfs_tag: ROOTFS_TAG.into(),
-        stdio: Some(ids).into(),
-        ..Default::default()
-    };
-    match guest.tasks().create(rpc_context(false), &request).await {
-        Ok(resp) => {
-            init.set_pid(resp.pid);
-            init.set_io(io);
-            Ok(container)
-        }
-        Err(source) => {
-            io.abort(&mux);
-            teardown(&container).await;
-            Err(VmError::Rpc {
-                method: "Tasks.Create",
-                source,
-            }
-            .into())
+            Err(e)
         }
     }
 }
 
-/// Powers the VM off (killing it if it will not) and unmounts the rootfs.
+/// VMSpawn, WaitForReady, then the guest clock set from the host's.
+async fn boot(
+    backend: &dyn Backend,
+    config: VmConfig,
+    clock: Arc<Clock>,
+    span: Span,
+) -> Result<(Arc<MicroVm>, GuestClient)> {
+    let vm = Arc::new(
+        MicroVm::start(backend, config)
+            .instrument(info_span!("VMSpawn"))
+            .await?,
+    );
+    let guest = match vm.connect_guest().instrument(info_span!("WaitForReady")).await {
+        Ok(g) => g,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
+    let (before, after) = match synced {
+        Ok(s) => s,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
+    span.set_attribute("clock.offset_ns", after.offset_ns);
+    span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
+    // Info under the boot span: the guest answers with its boot as spans.
+    if let Err(e) = guest.system().info(rpc_context(false), &InfoRequest::new()).await {
+        warn!("guest info: {e}");
+    }
+    info!(
+        offset_ns = after.offset_ns,
+        uncertainty_ns = after.uncertainty_ns,
+        skew_before_ns = before.offset_ns,
+        "guest clock set"
+    );
+    Ok((vm, guest))
+}
+
+/// Keeps measuring the guest clock: an emulated clock drifts.
+async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_RESYNC) => {}
+            _ = vm.wait() => return,
+        }
+        if clock.remeasure(&guest).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Powers the VM off (killing it if it will not), collects the guest's last
+/// spans, and unmounts the rootfs.
 pub async fn teardown(container: &Container) {
     if container.vm.try_exit().is_none() {
+        // A last sample for the spans of the container's end.
+        let _ = container.clock.remeasure(&container.guest).await;
         let exit = container.vm.shutdown(&container.guest, SHUTDOWN_GRACE).await;
         if !exit.is_clean() {
             warn!(id = %container.id, "VM of container did not power off cleanly: {exit}");
+        }
+    }
+    let relay = container.relay.lock().expect("relay lock").take();
+    if let Some(relay) = relay {
+        if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
+            warn!(id = %container.id, "the guest's span stream did not end in time");
         }
     }
     container.rootfs.lock().expect("rootfs lock").unmount();

@@ -48,6 +48,19 @@ impl ShimError {
         }
     }
 
+    /// A short, stable name of the failure, for the `error.kind` span attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ShimError::NotFound(_) => "not_found",
+            ShimError::AlreadyExists(_) => "already_exists",
+            ShimError::InvalidArgument(_) => "invalid_argument",
+            ShimError::FailedPrecondition(_) => "failed_precondition",
+            ShimError::Unimplemented(_) => "unimplemented",
+            ShimError::Internal(_) => "internal",
+            ShimError::Vm(e) => e.kind(),
+        }
+    }
+
     pub fn into_ttrpc(self) -> ttrpc::Error {
         ttrpc::Error::RpcStatus(ttrpc::get_status(self.code(), self.to_string()))
     }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::topics;
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn, Instrument, Span};
 use voidbox_api::task::{event, EventsRequest, WaitRequest};
 
 use super::container::Container;
@@ -31,55 +31,62 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 /// Starts the watcher of a process that just started.
+/// The watcher's span (`WaitForExit`) is a child of the span that started
+/// the process, so the guest's `process.wait` joins the same trace.
 pub fn watch(container: &Arc<Container>, process: &Arc<Process>, events: Arc<dyn Publisher>) {
     let c = container.clone();
     let p = process.clone();
-    let task = tokio::spawn(async move {
-        let req = WaitRequest {
-            id: c.id.clone(),
-            exec_id: p.exec_id.clone(),
-            ..Default::default()
-        };
-        let (status, oom) = tokio::select! {
-            r = c.guest.tasks().wait(rpc_context(true), &req) => match r {
-                Ok(r) => (r.exit_status, r.oom_killed),
-                Err(e) => {
-                    warn!(id = %c.id, exec = %p.exec_id, "waiting for the process: {e}");
+    let span = info_span!("WaitForExit", exec.id = %p.exec_id, pid = p.pid(), exit.status = tracing::field::Empty);
+    let task = tokio::spawn(
+        async move {
+            let req = WaitRequest {
+                id: c.id.clone(),
+                exec_id: p.exec_id.clone(),
+                ..Default::default()
+            };
+            let (status, oom) = tokio::select! {
+                r = c.guest.tasks().wait(rpc_context(true), &req) => match r {
+                    Ok(r) => (r.exit_status, r.oom_killed),
+                    Err(e) => {
+                        warn!(id = %c.id, exec = %p.exec_id, "waiting for the process: {e}");
+                        (VM_GONE_STATUS, false)
+                    }
+                },
+                exit = c.vm.wait() => {
+                    if !c.deleting.load(Ordering::SeqCst) {
+                        error!(id = %c.id, exec = %p.exec_id, "the VM ended under a running process: {exit}");
+                    }
                     (VM_GONE_STATUS, false)
                 }
-            },
-            exit = c.vm.wait() => {
-                if !c.deleting.load(Ordering::SeqCst) {
-                    error!(id = %c.id, exec = %p.exec_id, "the VM ended under a running process: {exit}");
-                }
-                (VM_GONE_STATUS, false)
+            };
+            if let Some(io) = p.io() {
+                io.drained().await;
             }
-        };
-        if let Some(io) = p.io() {
-            io.drained().await;
+            // An OOM kill the event stream did not report (it races the exit).
+            if oom && p.exec_id.is_empty() && c.ooms.load(Ordering::SeqCst) == 0 {
+                c.ooms.fetch_add(1, Ordering::SeqCst);
+                publish_oom(&c, events.as_ref()).await;
+            }
+            p.set_exited(status);
+            Span::current().record("exit.status", status);
+            let (_, at) = p.exit().expect("just set");
+            info!(id = %c.id, exec = %p.exec_id, status, "process exited");
+            let exit = TaskExit {
+                container_id: c.id.clone(),
+                id: if p.exec_id.is_empty() {
+                    c.id.clone()
+                } else {
+                    p.exec_id.clone()
+                },
+                pid: p.pid(),
+                exit_status: status,
+                exited_at: Some(timestamp(at)).into(),
+                ..Default::default()
+            };
+            events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(exit)).await;
         }
-        // An OOM kill the event stream did not report (it races the exit).
-        if oom && p.exec_id.is_empty() && c.ooms.load(Ordering::SeqCst) == 0 {
-            c.ooms.fetch_add(1, Ordering::SeqCst);
-            publish_oom(&c, events.as_ref()).await;
-        }
-        p.set_exited(status);
-        let (_, at) = p.exit().expect("just set");
-        info!(id = %c.id, exec = %p.exec_id, status, "process exited");
-        let exit = TaskExit {
-            container_id: c.id.clone(),
-            id: if p.exec_id.is_empty() {
-                c.id.clone()
-            } else {
-                p.exec_id.clone()
-            },
-            pid: p.pid(),
-            exit_status: status,
-            exited_at: Some(timestamp(at)).into(),
-            ..Default::default()
-        };
-        events.publish(topics::TASK_EXIT_EVENT_TOPIC, Box::new(exit)).await;
-    });
+        .instrument(span),
+    );
     container.tasks.lock().expect("tasks lock").push(task);
 }
 

@@ -12,7 +12,7 @@ mod process;
 mod rootfs;
 mod service;
 
-pub use create::state_dir;
+pub use create::{state_dir, vm_id, TraceOptions};
 pub use error::ShimError;
 pub use exits::VM_GONE_STATUS;
 pub use rootfs::unmount_all;

@@ -14,13 +14,16 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
+use opentelemetry::trace::TraceContextExt;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{info, warn, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use ttrpc::r#async::TtrpcContext;
+use voidbox_api::otel::propagation::extract;
 use voidbox_api::task as guest;
 
 use super::container::Container;
-use super::create::{self, teardown};
+use super::create::{self, teardown, TraceOptions};
 use super::error::{ttrpc, Result, ShimError};
 use super::events::Publisher;
 use super::exits::{self, timestamp};
@@ -28,13 +31,17 @@ use super::metrics;
 use super::process::{Process, Status as ProcStatus};
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, ProcessIo};
+use crate::trace::spans::{self, traced};
 use crate::vm::{Backend, VmError};
 
 pub struct TaskService {
     namespace: String,
     backend: Arc<dyn Backend>,
     events: Arc<dyn Publisher>,
+    tracing: Option<TraceOptions>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Root spans of containers whose caller propagates no trace context.
+    roots: Mutex<HashMap<String, Span>>,
     /// Set to true when the shim should exit.
     exit: watch::Sender<bool>,
 }
@@ -44,14 +51,37 @@ fn rpc<T>(method: &'static str, r: ttrpc::Result<T>) -> Result<T> {
 }
 
 impl TaskService {
-    pub fn new(namespace: &str, backend: Arc<dyn Backend>, events: Arc<dyn Publisher>) -> Self {
+    pub fn new(
+        namespace: &str,
+        backend: Arc<dyn Backend>,
+        events: Arc<dyn Publisher>,
+        tracing: Option<TraceOptions>,
+    ) -> Self {
         TaskService {
             namespace: namespace.to_string(),
             backend,
             events,
+            tracing,
             containers: Mutex::new(HashMap::new()),
+            roots: Mutex::new(HashMap::new()),
             exit: watch::channel(false).0,
         }
+    }
+
+    /// The span of one RPC. Without a propagated context, Create opens the
+    /// container's root span and every later RPC joins it.
+    fn span(&self, name: &'static str, ctx: &TtrpcContext, id: &str) -> Span {
+        let mut roots = self.roots.lock().expect("roots lock");
+        let propagated = extract(&ctx.metadata).span().span_context().is_valid();
+        if !propagated && name == "Create" && !roots.contains_key(id) {
+            roots.insert(id.to_string(), spans::container_root(id));
+        }
+        spans::rpc(name, id, &ctx.metadata, roots.get(id).map(|r| r.context()))
+    }
+
+    /// Ends the root spans (the shim is about to exit).
+    pub fn end_traces(&self) {
+        self.roots.lock().expect("roots lock").clear();
     }
 
     /// Resolves when containerd has shut the shim down.
@@ -76,7 +106,7 @@ impl TaskService {
         if self.containers.lock().expect("containers lock").contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
-        let container = create::create(self.backend.as_ref(), &self.namespace, &req).await?;
+        let container = create::create(self.backend.as_ref(), &self.namespace, &req, self.tracing.as_ref()).await?;
         exits::relay_guest_events(&container, self.events.clone());
         let pid = container.init.pid();
         self.containers
@@ -195,6 +225,16 @@ impl TaskService {
                 }
             }
             teardown(&c).await;
+            let stats = &c.relay_stats;
+            let span = Span::current();
+            span.set_attribute(
+                "voidbox.guest.spans_relayed",
+                stats.relayed.load(Ordering::Relaxed) as i64,
+            );
+            span.set_attribute(
+                "voidbox.guest.spans_dropped",
+                stats.dropped.load(Ordering::Relaxed) as i64,
+            );
             self.containers.lock().expect("containers lock").remove(&req.id);
             info!(id = %req.id, "container deleted");
             let event = TaskDelete {
@@ -225,41 +265,9 @@ impl TaskService {
         })
     }
 
-    fn state_of(&self, c: &Container, p: &Process) -> Status {
-        match p.status() {
-            ProcStatus::Created => Status::CREATED,
-            ProcStatus::Running if c.paused.load(Ordering::SeqCst) => Status::PAUSED,
-            ProcStatus::Running => Status::RUNNING,
-            ProcStatus::Exited { .. } => Status::STOPPED,
-        }
-    }
-}
-
-fn display_exec(exec_id: &str) -> &str {
-    if exec_id.is_empty() {
-        "init"
-    } else {
-        exec_id
-    }
-}
-
-#[async_trait]
-impl Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
-        ttrpc(self.do_create(req).await)
-    }
-
-    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        ttrpc(self.do_start(req).await)
-    }
-
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
-        ttrpc(self.do_delete(req).await)
-    }
-
-    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
-        let c = ttrpc(self.container(&req.id))?;
-        let p = ttrpc(c.process(&req.exec_id))?;
+    async fn do_state(&self, req: StateRequest) -> Result<StateResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
         let (exit_status, exited_at) = match p.exit() {
             Some((s, at)) => (s, MessageField::some(timestamp(at))),
             None => (0, MessageField::none()),
@@ -284,10 +292,10 @@ impl Task for TaskService {
         })
     }
 
-    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        let c = ttrpc(self.container(&req.id))?;
-        let p = ttrpc(c.process(&req.exec_id))?;
+    async fn do_wait(&self, req: WaitRequest) -> Result<WaitResponse> {
+        let p = self.container(&req.id)?.process(&req.exec_id)?;
         let (exit_status, at) = p.wait().await;
+        Span::current().set_attribute("exit.status", exit_status as i64);
         Ok(WaitResponse {
             exit_status,
             exited_at: Some(timestamp(at)).into(),
@@ -295,14 +303,15 @@ impl Task for TaskService {
         })
     }
 
-    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let p = ttrpc(c.process(&req.exec_id))?;
+    async fn do_kill(&self, req: KillRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        Span::current().set_attribute("signal", req.signal as i64);
         if p.exit().is_some() || c.vm.try_exit().is_some() {
-            return ttrpc(Err(ShimError::NotFound(format!(
+            return Err(ShimError::NotFound(format!(
                 "process {} already finished",
                 display_exec(&req.exec_id)
-            ))));
+            )));
         }
         let kill = guest::KillRequest {
             id: req.id,
@@ -311,21 +320,21 @@ impl Task for TaskService {
             all: req.all,
             ..Default::default()
         };
-        ttrpc(rpc("Tasks.Kill", c.guest.tasks().kill(rpc_context(false), &kill).await))?;
+        rpc("Tasks.Kill", c.guest.tasks().kill(rpc_context(false), &kill).await)?;
         Ok(Empty::new())
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
+    async fn do_exec(&self, req: ExecProcessRequest) -> Result<Empty> {
+        let c = self.container(&req.id)?;
         if c.init.exit().is_some() {
-            return ttrpc(Err(ShimError::FailedPrecondition(format!(
+            return Err(ShimError::FailedPrecondition(format!(
                 "container {} is not running",
                 req.id
-            ))));
+            )));
         }
         let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
         if spec.is_empty() {
-            return ttrpc(Err(ShimError::InvalidArgument("exec without a process spec".into())));
+            return Err(ShimError::InvalidArgument("exec without a process spec".into()));
         }
         let paths = IoPaths {
             stdin: req.stdin,
@@ -336,10 +345,7 @@ impl Task for TaskService {
         {
             let mut execs = c.execs.lock().expect("execs lock");
             if execs.contains_key(&req.exec_id) {
-                return ttrpc(Err(ShimError::AlreadyExists(format!(
-                    "exec {} already exists",
-                    req.exec_id
-                ))));
+                return Err(ShimError::AlreadyExists(format!("exec {} already exists", req.exec_id)));
             }
             execs.insert(req.exec_id.clone(), Process::new(&req.exec_id, paths, spec));
         }
@@ -352,38 +358,13 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let r = guest::ResizePtyRequest {
-            id: req.id,
-            exec_id: req.exec_id,
-            width: req.width,
-            height: req.height,
-            ..Default::default()
-        };
-        ttrpc(rpc(
-            "Tasks.ResizePty",
-            c.guest.tasks().resize_pty(rpc_context(false), &r).await,
-        ))?;
-        Ok(Empty::new())
-    }
-
-    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let p = ttrpc(c.process(&req.exec_id))?;
-        if let Some(io) = p.io() {
-            io.close_stdin();
-        }
-        Ok(Empty::new())
-    }
-
-    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
-        let c = ttrpc(self.container(&req.id))?;
+    async fn do_pids(&self, req: PidsRequest) -> Result<PidsResponse> {
+        let c = self.container(&req.id)?;
         let r = guest::PidsRequest {
             id: req.id,
             ..Default::default()
         };
-        let resp = ttrpc(rpc("Tasks.Pids", c.guest.tasks().pids(rpc_context(false), &r).await))?;
+        let resp = rpc("Tasks.Pids", c.guest.tasks().pids(rpc_context(false), &r).await)?;
         let processes = resp
             .processes
             .into_iter()
@@ -411,80 +392,202 @@ impl Task for TaskService {
         })
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let r = guest::PauseRequest {
-            id: req.id.clone(),
-            ..Default::default()
-        };
-        ttrpc(rpc("Tasks.Pause", c.guest.tasks().pause(rpc_context(false), &r).await))?;
-        c.paused.store(true, Ordering::SeqCst);
-        self.publish(
-            topics::TASK_PAUSED_EVENT_TOPIC,
-            Box::new(TaskPaused {
-                container_id: req.id,
-                ..Default::default()
-            }),
+    fn state_of(&self, c: &Container, p: &Process) -> Status {
+        match p.status() {
+            ProcStatus::Created => Status::CREATED,
+            ProcStatus::Running if c.paused.load(Ordering::SeqCst) => Status::PAUSED,
+            ProcStatus::Running => Status::RUNNING,
+            ProcStatus::Exited { .. } => Status::STOPPED,
+        }
+    }
+}
+
+fn display_exec(exec_id: &str) -> &str {
+    if exec_id.is_empty() {
+        "init"
+    } else {
+        exec_id
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(&self, ctx: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+        let span = self.span("Create", ctx, &req.id);
+        ttrpc(traced(span, self.do_create(req)).await)
+    }
+
+    async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let span = self.span(if req.exec_id.is_empty() { "Start" } else { "StartExec" }, ctx, &req.id);
+        ttrpc(traced(span, self.do_start(req)).await)
+    }
+
+    async fn delete(&self, ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let span = self.span("Delete", ctx, &req.id);
+        ttrpc(traced(span, self.do_delete(req)).await)
+    }
+
+    async fn state(&self, ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let span = self.span("State", ctx, &req.id);
+        ttrpc(traced(span, self.do_state(req)).await)
+    }
+
+    async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let span = self.span("Wait", ctx, &req.id);
+        ttrpc(traced(span, self.do_wait(req)).await)
+    }
+
+    async fn kill(&self, ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Kill", ctx, &req.id);
+        ttrpc(traced(span, self.do_kill(req)).await)
+    }
+
+    async fn exec(&self, ctx: &TtrpcContext, req: ExecProcessRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Exec", ctx, &req.id);
+        ttrpc(traced(span, self.do_exec(req)).await)
+    }
+
+    async fn resize_pty(&self, ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("ResizePty", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let c = self.container(&req.id)?;
+                let r = guest::ResizePtyRequest {
+                    id: req.id,
+                    exec_id: req.exec_id,
+                    width: req.width,
+                    height: req.height,
+                    ..Default::default()
+                };
+                rpc(
+                    "Tasks.ResizePty",
+                    c.guest.tasks().resize_pty(rpc_context(false), &r).await,
+                )?;
+                Ok(Empty::new())
+            })
+            .await,
         )
-        .await;
-        Ok(Empty::new())
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let r = guest::ResumeRequest {
-            id: req.id.clone(),
-            ..Default::default()
-        };
-        ttrpc(rpc(
-            "Tasks.Resume",
-            c.guest.tasks().resume(rpc_context(false), &r).await,
-        ))?;
-        c.paused.store(false, Ordering::SeqCst);
-        let event = TaskResumed {
-            container_id: req.id,
-            ..Default::default()
-        };
-        self.publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event)).await;
-        Ok(Empty::new())
+    async fn close_io(&self, ctx: &TtrpcContext, req: CloseIORequest) -> ttrpc::Result<Empty> {
+        let span = self.span("CloseIO", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let p = self.container(&req.id)?.process(&req.exec_id)?;
+                if let Some(io) = p.io() {
+                    io.close_stdin();
+                }
+                Ok(Empty::new())
+            })
+            .await,
+        )
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
-        ttrpc(Err(ShimError::Unimplemented(
-            "checkpoint is not implemented by voidbox".into(),
-        )))
+    async fn pids(&self, ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let span = self.span("Pids", ctx, &req.id);
+        ttrpc(traced(span, self.do_pids(req)).await)
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
-        let c = ttrpc(self.container(&req.id))?;
-        let resources = req.resources.as_ref().map(|a| a.value.clone()).unwrap_or_default();
-        let r = guest::UpdateRequest {
-            id: req.id,
-            resources,
-            ..Default::default()
-        };
-        ttrpc(rpc(
-            "Tasks.Update",
-            c.guest.tasks().update(rpc_context(false), &r).await,
-        ))?;
-        Ok(Empty::new())
+    async fn pause(&self, ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Pause", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let c = self.container(&req.id)?;
+                let r = guest::PauseRequest {
+                    id: req.id.clone(),
+                    ..Default::default()
+                };
+                rpc("Tasks.Pause", c.guest.tasks().pause(rpc_context(false), &r).await)?;
+                c.paused.store(true, Ordering::SeqCst);
+                self.publish(
+                    topics::TASK_PAUSED_EVENT_TOPIC,
+                    Box::new(TaskPaused {
+                        container_id: req.id,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+                Ok(Empty::new())
+            })
+            .await,
+        )
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        let c = ttrpc(self.container(&req.id))?;
-        let r = guest::StatsRequest {
-            id: req.id,
-            ..Default::default()
-        };
-        let files = ttrpc(rpc("Tasks.Stats", c.guest.tasks().stats(rpc_context(false), &r).await))?.files;
-        let stats = metrics::to_any(&metrics::from_files(&files));
-        Ok(StatsResponse {
-            stats: MessageField::some(stats),
-            ..Default::default()
-        })
+    async fn resume(&self, ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Resume", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let c = self.container(&req.id)?;
+                let r = guest::ResumeRequest {
+                    id: req.id.clone(),
+                    ..Default::default()
+                };
+                rpc("Tasks.Resume", c.guest.tasks().resume(rpc_context(false), &r).await)?;
+                c.paused.store(false, Ordering::SeqCst);
+                let event = TaskResumed {
+                    container_id: req.id,
+                    ..Default::default()
+                };
+                self.publish(topics::TASK_RESUMED_EVENT_TOPIC, Box::new(event)).await;
+                Ok(Empty::new())
+            })
+            .await,
+        )
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+    async fn checkpoint(&self, ctx: &TtrpcContext, req: CheckpointTaskRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Checkpoint", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                Err(ShimError::Unimplemented(
+                    "checkpoint is not implemented by voidbox".into(),
+                ))
+            })
+            .await,
+        )
+    }
+
+    async fn update(&self, ctx: &TtrpcContext, req: UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Update", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let c = self.container(&req.id)?;
+                let resources = req.resources.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+                let r = guest::UpdateRequest {
+                    id: req.id,
+                    resources,
+                    ..Default::default()
+                };
+                rpc("Tasks.Update", c.guest.tasks().update(rpc_context(false), &r).await)?;
+                Ok(Empty::new())
+            })
+            .await,
+        )
+    }
+
+    async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let span = self.span("Stats", ctx, &req.id);
+        ttrpc(
+            traced(span, async {
+                let c = self.container(&req.id)?;
+                let r = guest::StatsRequest {
+                    id: req.id,
+                    ..Default::default()
+                };
+                let files = rpc("Tasks.Stats", c.guest.tasks().stats(rpc_context(false), &r).await)?.files;
+                let stats = metrics::to_any(&metrics::from_files(&files));
+                Ok(StatsResponse {
+                    stats: MessageField::some(stats),
+                    ..Default::default()
+                })
+            })
+            .await,
+        )
+    }
+
+    async fn connect(&self, ctx: &TtrpcContext, req: ConnectRequest) -> ttrpc::Result<ConnectResponse> {
+        let span = self.span("Connect", ctx, &req.id);
+        let _g = span.enter();
         let task_pid = self.container(&req.id).map(|c| c.init.pid()).unwrap_or(0);
         Ok(ConnectResponse {
             shim_pid: std::process::id(),
@@ -494,9 +597,12 @@ impl Task for TaskService {
         })
     }
 
-    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
+    async fn shutdown(&self, ctx: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
+        let span = self.span("Shutdown", ctx, &req.id);
         // Like runc's shim: stay while containers remain.
-        if self.containers.lock().expect("containers lock").is_empty() {
+        if span.in_scope(|| self.containers.lock().expect("containers lock").is_empty()) {
+            drop(span);
+            self.end_traces();
             let _ = self.exit.send(true);
         }
         Ok(Empty::new())

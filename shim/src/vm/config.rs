@@ -107,6 +107,11 @@ impl VmConfig {
     pub fn common_cmdline(&self) -> String {
         let mut args = vec![
             self.root.cmdline().to_string(),
+            // Seed the CRNG from the CPU's RDRAND at boot: otherwise
+            // getrandom() in the guest (span ids, and whatever containers
+            // run) blocks until an idle VM gathers entropy, which can take
+            // minutes under emulation.
+            "random.trust_cpu=on".to_string(),
             format!("voidbox.port={}", voidbox_api::TTRPC_PORT),
         ];
         args.extend(self.extra_cmdline.iter().cloned());

@@ -80,6 +80,26 @@ fn rpc_message(e: &ttrpc::Error) -> String {
 }
 
 impl VmError {
+    /// A short, stable name of the failure, for the `error.kind` span attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VmError::KernelMissing { .. } => "kernel_missing",
+            VmError::BadImage { .. } => "bad_image",
+            VmError::ToolMissing { .. } => "tool_missing",
+            VmError::SocketPathTooLong { .. } => "socket_path_too_long",
+            VmError::ShareMissing { .. } => "share_missing",
+            VmError::Invalid(_) => "invalid_vm_config",
+            VmError::Io { .. } => "io",
+            VmError::Spawn { .. } => "spawn",
+            VmError::HelperDied { .. } => "helper_died",
+            VmError::HelperTimeout { .. } => "helper_timeout",
+            VmError::ReadyTimeout { .. } => "ready_timeout",
+            VmError::EndedBeforeReady { .. } => "vm_ended",
+            VmError::NoKvm(_) => "no_kvm",
+            VmError::Rpc { .. } => "guest_rpc",
+        }
+    }
+
     /// The guest's status code, when the guest answered with an error.
     pub fn rpc_code(&self) -> Option<ttrpc::Code> {
         match self {

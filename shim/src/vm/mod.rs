@@ -9,6 +9,7 @@ pub mod kvm;
 mod machine;
 mod process;
 pub mod qemu;
+mod tsc;
 
 pub use config::{GuestRoot, Share, VmConfig, MAX_UNIX_PATH};
 pub use error::VmError;

@@ -101,7 +101,16 @@ impl Backend for Qemu {
     }
 
     fn cmdline(&self, config: &VmConfig) -> String {
-        format!("{BASE_CMDLINE} voidbox.backend=qemu {}", config.common_cmdline())
+        // Under TCG the guest's TSC is the host's: give the kernel its rate
+        // rather than let a busy host spoil the calibration (see vm/tsc.rs).
+        let tsc = match (
+            self.accel,
+            super::tsc::host_khz(&crate::assets::state_root().join("host-tsc-khz")),
+        ) {
+            (Accel::Tcg, Some(khz)) => format!(" tsc_early_khz={khz} tsc=reliable"),
+            _ => String::new(),
+        };
+        format!("{BASE_CMDLINE}{tsc} voidbox.backend=qemu {}", config.common_cmdline())
     }
 
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
@@ -202,6 +211,13 @@ pub fn qemu_args(
             "virtio-blk-device,drive=root".into(),
         ]),
     }
+    // Entropy from the host for the guest's CRNG and hwrng.
+    a.extend([
+        "-object".into(),
+        "rng-random,id=rng,filename=/dev/urandom".into(),
+        "-device".into(),
+        "virtio-rng-device,rng=rng".into(),
+    ]);
     a.extend([
         "-chardev".into(),
         format!("socket,id=vsock,path={}", vhost_vsock.display()),
@@ -255,6 +271,7 @@ mod tests {
             "-kernel /k/vmlinux -append console=ttyS0",
             "file=/k/guest.erofs,format=raw,if=none,readonly=on",
             "vhost-user-vsock-device,chardev=vsock",
+            "virtio-rng-device,rng=rng",
             "vhost-user-fs-device,chardev=fs0,tag=rootfs",
             "path=/run/voidbox/t/console.log",
             "-no-reboot",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, info_span};
 use ttrpc::r#async::TtrpcContext;
 use voidbox_api::system::*;
 use voidbox_api::system_ttrpc::System;
@@ -14,6 +14,7 @@ use crate::boot::{self, BootClock};
 use crate::cmdline::Cmdline;
 use crate::error::Error;
 use crate::mounts;
+use crate::trace::{self, BootSpans};
 
 const DEFAULT_READ_LIMIT: u64 = 1 << 20;
 /// TTRPC messages are capped at 4 MiB; stay well under it.
@@ -23,17 +24,25 @@ pub struct SystemService {
     clock: Arc<BootClock>,
     cmdline: Cmdline,
     power: mpsc::Sender<()>,
+    boot_spans: Arc<BootSpans>,
 }
 
 impl SystemService {
-    pub fn new(clock: Arc<BootClock>, cmdline: Cmdline, power: mpsc::Sender<()>) -> Self {
-        SystemService { clock, cmdline, power }
+    pub fn new(clock: Arc<BootClock>, cmdline: Cmdline, power: mpsc::Sender<()>, boot_spans: Arc<BootSpans>) -> Self {
+        SystemService {
+            clock,
+            cmdline,
+            power,
+            boot_spans,
+        }
     }
 }
 
 #[async_trait]
 impl System for SystemService {
-    async fn info(&self, _ctx: &TtrpcContext, _req: InfoRequest) -> ttrpc::Result<InfoResponse> {
+    async fn info(&self, ctx: &TtrpcContext, _req: InfoRequest) -> ttrpc::Result<InfoResponse> {
+        // The first traced Info makes the boot spans, children of the host's.
+        self.boot_spans.emit_once(&trace::parent(ctx));
         let uts = nix::sys::utsname::uname().map_err(|source| Error::Sys { what: "uname", source }.into_ttrpc())?;
         let sysinfo = nix::sys::sysinfo::sysinfo().map_err(|source| {
             Error::Sys {
@@ -69,10 +78,35 @@ impl System for SystemService {
         Ok(ShutdownResponse::default())
     }
 
-    async fn mount(&self, _ctx: &TtrpcContext, req: MountRequest) -> ttrpc::Result<MountResponse> {
-        mounts::mount_requested(&req.fstype, &req.source, &req.target, &req.options).map_err(Error::into_ttrpc)?;
-        info!("mounted {} ({}) on {}", req.source, req.fstype, req.target);
-        Ok(MountResponse::default())
+    async fn mount(&self, ctx: &TtrpcContext, req: MountRequest) -> ttrpc::Result<MountResponse> {
+        let span = info_span!("mount", fstype = %req.fstype, source = %req.source, target = %req.target);
+        trace::handle(ctx, span, async {
+            mounts::mount_requested(&req.fstype, &req.source, &req.target, &req.options).map_err(Error::into_ttrpc)?;
+            info!("mounted {} ({}) on {}", req.source, req.fstype, req.target);
+            Ok(MountResponse::default())
+        })
+        .await
+    }
+
+    async fn clock(&self, _ctx: &TtrpcContext, _req: ClockRequest) -> ttrpc::Result<ClockResponse> {
+        Ok(ClockResponse {
+            realtime_unix_nano: boot::realtime_ns(),
+            boottime_ns: boot::since_kernel_start_ns(),
+            ..Default::default()
+        })
+    }
+
+    async fn set_time(&self, _ctx: &TtrpcContext, req: SetTimeRequest) -> ttrpc::Result<SetTimeResponse> {
+        let ns = req.realtime_unix_nano;
+        let ts = nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+        nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(|source| {
+            Error::Sys {
+                what: "clock_settime",
+                source,
+            }
+            .into_ttrpc()
+        })?;
+        Ok(SetTimeResponse::default())
     }
 
     async fn read_file(&self, _ctx: &TtrpcContext, req: ReadFileRequest) -> ttrpc::Result<ReadFileResponse> {

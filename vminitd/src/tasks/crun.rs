@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nix::sys::wait::WaitStatus;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::reaper::Reaper;
 use crate::tasks::error::TaskError;
@@ -41,6 +43,22 @@ impl Crun {
 
     /// Runs crun with `args`; `stdio` (when given) becomes the container's.
     async fn run(
+        &self,
+        op: &'static str,
+        bundle: &Path,
+        args: &[&str],
+        stdio: Option<ChildStdio>,
+    ) -> Result<(), TaskError> {
+        let span = tracing::info_span!("crun", otel.name = %format!("crun.{op}"), crun.args = %args.join(" "));
+        let result = self.run_crun(op, bundle, args, stdio).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.set_status(opentelemetry::trace::Status::error(e.to_string()));
+            span.set_attribute("error.kind", "crun");
+        }
+        result
+    }
+
+    async fn run_crun(
         &self,
         op: &'static str,
         bundle: &Path,

@@ -8,19 +8,21 @@ use async_trait::async_trait;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::broadcast;
-use tracing::{info, warn};
+use tracing::Instrument;
+use tracing::{info, info_span, warn};
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::task::*;
 use voidbox_api::task_ttrpc::Tasks;
 
 use crate::mounts;
 use crate::reaper::Reaper;
-use crate::tasks::container::{check_id, remove_bundle, Container};
+use crate::tasks::container::{bundle_dir, check_id, remove_bundle, Container};
 use crate::tasks::crun::{read_pid, ChildStdio, Crun};
 use crate::tasks::error::TaskError;
 use crate::tasks::process::{PendingExec, ProcState, Process};
 use crate::tasks::stdio::{resize, ConsoleSocket, Streams};
 use crate::tasks::{cgroup, spec};
+use crate::trace;
 
 type Result<T> = std::result::Result<T, TaskError>;
 
@@ -109,12 +111,17 @@ impl TaskService {
         std::fs::create_dir_all(&dir).map_err(|e| TaskError::io("create bundle", &dir, e))?;
         let rootfs = dir.join("rootfs");
         let rootfs_s = rootfs.to_string_lossy().into_owned();
-        mounts::mount_requested("virtiofs", &req.rootfs_tag, &rootfs_s, &[])?;
-        let config = spec::for_guest(&req.spec, &req.id, &rootfs_s)?;
+        info_span!("mount.rootfs", tag = %req.rootfs_tag, target = %rootfs_s)
+            .in_scope(|| mounts::mount_requested("virtiofs", &req.rootfs_tag, &rootfs_s, &[]))?;
         let config_path = dir.join("config.json");
+        let sent = std::fs::read(&config_path)
+            .map_err(|_| TaskError::Precondition(format!("container {}: no config.json (PutBundle first)", req.id)))?;
+        let config = spec::for_guest(&sent, &req.id, &rootfs_s)?;
         std::fs::write(&config_path, config).map_err(|e| TaskError::io("write", &config_path, e))?;
 
-        let streams = Streams::connect(req.stdio.as_ref().unwrap_or_default()).await?;
+        let streams = Streams::connect(req.stdio.as_ref().unwrap_or_default())
+            .instrument(info_span!("stdio.connect"))
+            .await?;
         let pid_file = dir.join("init.pid");
         let crun = self.crun.clone();
         let id = req.id.clone();
@@ -144,7 +151,9 @@ impl TaskService {
         let process_file = dir.join(format!("exec-{}.json", process.exec_id));
         std::fs::write(&process_file, &pending.process).map_err(|e| TaskError::io("write", &process_file, e))?;
         let pid_file = dir.join(format!("exec-{}.pid", process.exec_id));
-        let streams = Streams::connect(&pending.stdio).await?;
+        let streams = Streams::connect(&pending.stdio)
+            .instrument(info_span!("stdio.connect"))
+            .await?;
         let crun = self.crun.clone();
         let id = container.id.clone();
         let result = self
@@ -176,205 +185,282 @@ fn ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
 
 #[async_trait]
 impl Tasks for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateRequest) -> ttrpc::Result<CreateResponse> {
-        let pid = ttrpc(self.create_container(req).await)?;
-        Ok(CreateResponse {
-            pid,
-            ..Default::default()
+    async fn put_bundle(&self, ctx: &TtrpcContext, req: PutBundleRequest) -> ttrpc::Result<PutBundleResponse> {
+        let span = info_span!("bundle.put", container.id = %req.id, files = req.files.len());
+        trace::handle(ctx, span, async move {
+            ttrpc(check_id(&req.id))?;
+            if self.containers.lock().expect("containers lock").contains_key(&req.id) {
+                return ttrpc(Err(TaskError::Exists(req.id)));
+            }
+            let dir = bundle_dir(&req.id);
+            ttrpc(std::fs::create_dir_all(&dir).map_err(|e| TaskError::io("create bundle", &dir, e)))?;
+            for (name, data) in &req.files {
+                let plain = !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                    && name != ".."
+                    && name != ".";
+                if !plain {
+                    return ttrpc(Err(TaskError::Invalid(format!("bundle file name {name:?}"))));
+                }
+                let path = dir.join(name);
+                ttrpc(std::fs::write(&path, data).map_err(|e| TaskError::io("write", &path, e)))?;
+            }
+            Ok(PutBundleResponse::default())
         })
+        .await
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        let pid = if req.exec_id.is_empty() {
-            if process.state() != ProcState::Created {
+    async fn create(&self, ctx: &TtrpcContext, req: CreateRequest) -> ttrpc::Result<CreateResponse> {
+        let span = info_span!("task.create", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            let pid = ttrpc(self.create_container(req).await)?;
+            Ok(CreateResponse {
+                pid,
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let span = info_span!("task.start", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            let pid = if req.exec_id.is_empty() {
+                if process.state() != ProcState::Created {
+                    return ttrpc(Err(TaskError::Precondition(format!(
+                        "container {} is not in the created state",
+                        req.id
+                    ))));
+                }
+                ttrpc(self.crun.start(&req.id, &container.bundle()).await)?;
+                process.pid()
+            } else {
+                ttrpc(self.start_exec(&container, &process).await)?
+            };
+            process.set_running();
+            Ok(StartResponse {
+                pid,
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    async fn exec(&self, ctx: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
+        let span = info_span!("task.exec", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            if req.exec_id.is_empty() {
+                return ttrpc(Err(TaskError::Invalid("exec without an exec id".into())));
+            }
+            if container.init.exit().is_some() {
                 return ttrpc(Err(TaskError::Precondition(format!(
-                    "container {} is not in the created state",
+                    "container {} is not running",
                     req.id
                 ))));
             }
-            ttrpc(self.crun.start(&req.id, &container.bundle()).await)?;
-            process.pid()
-        } else {
-            ttrpc(self.start_exec(&container, &process).await)?
-        };
-        process.set_running();
-        Ok(StartResponse {
-            pid,
-            ..Default::default()
-        })
-    }
-
-    async fn exec(&self, _ctx: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        if req.exec_id.is_empty() {
-            return ttrpc(Err(TaskError::Invalid("exec without an exec id".into())));
-        }
-        if container.init.exit().is_some() {
-            return ttrpc(Err(TaskError::Precondition(format!(
-                "container {} is not running",
-                req.id
-            ))));
-        }
-        let mut execs = container.execs.lock().expect("execs lock");
-        if execs.contains_key(&req.exec_id) {
-            return ttrpc(Err(TaskError::Exists(format!("exec {}", req.exec_id))));
-        }
-        let pending = PendingExec {
-            process: req.process,
-            stdio: req.stdio.into_option().unwrap_or_default(),
-        };
-        execs.insert(req.exec_id.clone(), Process::new(&req.exec_id, Some(pending)));
-        Ok(ExecResponse::default())
-    }
-
-    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<KillResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        let finished = || TaskError::NoProcess {
-            id: req.id.clone(),
-            exec_id: format!("{} (already finished)", req.exec_id),
-        };
-        if process.exit().is_some() && !req.all {
-            return ttrpc(Err(finished()));
-        }
-        if req.exec_id.is_empty() {
-            ttrpc(self.crun.kill(&req.id, &container.bundle(), req.signal, req.all).await)?;
-        } else {
-            let sig = Signal::try_from(req.signal as i32)
-                .map_err(|_| TaskError::Invalid(format!("signal {}", req.signal)).into_ttrpc())?;
-            if process.pid() == 0 {
-                return ttrpc(Err(TaskError::Precondition(format!(
-                    "exec {} was not started",
-                    req.exec_id
-                ))));
+            let mut execs = container.execs.lock().expect("execs lock");
+            if execs.contains_key(&req.exec_id) {
+                return ttrpc(Err(TaskError::Exists(format!("exec {}", req.exec_id))));
             }
-            kill(Pid::from_raw(process.pid() as i32), sig).map_err(|_| finished().into_ttrpc())?;
-        }
-        Ok(KillResponse::default())
-    }
-
-    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        let (exit_status, exited_at_unix_nano) = process.wait().await;
-        let oom_killed = req.exec_id.is_empty() && cgroup::oom_kills(&req.id) > 0;
-        Ok(WaitResponse {
-            exit_status,
-            exited_at_unix_nano,
-            oom_killed,
-            ..Default::default()
+            let pending = PendingExec {
+                process: req.process,
+                stdio: req.stdio.into_option().unwrap_or_default(),
+            };
+            execs.insert(req.exec_id.clone(), Process::new(&req.exec_id, Some(pending)));
+            Ok(ExecResponse::default())
         })
+        .await
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        if process.state() == ProcState::Running {
-            return ttrpc(Err(TaskError::Precondition(format!(
-                "process {} of container {} is running; kill it first",
-                if req.exec_id.is_empty() { "init" } else { &req.exec_id },
-                req.id
-            ))));
-        }
-        let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
-        if req.exec_id.is_empty() {
-            if let Err(e) = self.crun.delete(&req.id, &container.bundle()).await {
-                warn!("{e}");
+    async fn kill(&self, ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<KillResponse> {
+        let span = info_span!("task.kill", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            let finished = || TaskError::NoProcess {
+                id: req.id.clone(),
+                exec_id: format!("{} (already finished)", req.exec_id),
+            };
+            if process.exit().is_some() && !req.all {
+                return ttrpc(Err(finished()));
             }
-            if let Some(w) = container.oom_watch.lock().expect("oom lock").take() {
-                w.abort();
+            if req.exec_id.is_empty() {
+                ttrpc(self.crun.kill(&req.id, &container.bundle(), req.signal, req.all).await)?;
+            } else {
+                let sig = Signal::try_from(req.signal as i32)
+                    .map_err(|_| TaskError::Invalid(format!("signal {}", req.signal)).into_ttrpc())?;
+                if process.pid() == 0 {
+                    return ttrpc(Err(TaskError::Precondition(format!(
+                        "exec {} was not started",
+                        req.exec_id
+                    ))));
+                }
+                kill(Pid::from_raw(process.pid() as i32), sig).map_err(|_| finished().into_ttrpc())?;
             }
-            remove_bundle(&req.id);
-            self.containers.lock().expect("containers lock").remove(&req.id);
-            info!("deleted container {}", req.id);
-        } else {
-            container.execs.lock().expect("execs lock").remove(&req.exec_id);
-        }
-        Ok(DeleteResponse {
-            pid: process.pid(),
-            exit_status,
-            exited_at_unix_nano,
-            ..Default::default()
+            Ok(KillResponse::default())
         })
+        .await
     }
 
-    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
-        Ok(StateResponse {
-            pid: process.pid(),
-            status: status_of(&container, &process).into(),
-            exit_status,
-            exited_at_unix_nano,
-            ..Default::default()
-        })
-    }
-
-    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let execs: HashMap<u32, String> = container
-            .execs
-            .lock()
-            .expect("execs lock")
-            .values()
-            .map(|p| (p.pid(), p.exec_id.clone()))
-            .collect();
-        let processes = cgroup::pids(&req.id)
-            .into_iter()
-            .map(|pid| ProcessPid {
-                pid,
-                exec_id: execs.get(&pid).cloned().unwrap_or_default(),
+    async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
+        let span = info_span!("process.wait", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            let (exit_status, exited_at_unix_nano) = process.wait().await;
+            let oom_killed = req.exec_id.is_empty() && cgroup::oom_kills(&req.id) > 0;
+            Ok(WaitResponse {
+                exit_status,
+                exited_at_unix_nano,
+                oom_killed,
                 ..Default::default()
             })
-            .collect();
-        Ok(PidsResponse {
-            processes,
-            ..Default::default()
         })
+        .await
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<PauseResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        ttrpc(self.crun.pause(&req.id, &container.bundle()).await)?;
-        container.paused.store(true, Ordering::SeqCst);
-        Ok(PauseResponse::default())
-    }
-
-    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<ResumeResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        ttrpc(self.crun.resume(&req.id, &container.bundle()).await)?;
-        container.paused.store(false, Ordering::SeqCst);
-        Ok(ResumeResponse::default())
-    }
-
-    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
-        ttrpc(self.container(&req.id))?;
-        Ok(StatsResponse {
-            files: cgroup::stat_files(&req.id),
-            ..Default::default()
+    async fn delete(&self, ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let span = info_span!("task.delete", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            if process.state() == ProcState::Running {
+                return ttrpc(Err(TaskError::Precondition(format!(
+                    "process {} of container {} is running; kill it first",
+                    if req.exec_id.is_empty() { "init" } else { &req.exec_id },
+                    req.id
+                ))));
+            }
+            let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
+            if req.exec_id.is_empty() {
+                if let Err(e) = self.crun.delete(&req.id, &container.bundle()).await {
+                    warn!("{e}");
+                }
+                if let Some(w) = container.oom_watch.lock().expect("oom lock").take() {
+                    w.abort();
+                }
+                remove_bundle(&req.id);
+                self.containers.lock().expect("containers lock").remove(&req.id);
+                info!("deleted container {}", req.id);
+            } else {
+                container.execs.lock().expect("execs lock").remove(&req.exec_id);
+            }
+            Ok(DeleteResponse {
+                pid: process.pid(),
+                exit_status,
+                exited_at_unix_nano,
+                ..Default::default()
+            })
         })
+        .await
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, req: UpdateRequest) -> ttrpc::Result<UpdateResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let file = container.bundle().join("resources.json");
-        ttrpc(std::fs::write(&file, &req.resources).map_err(|e| TaskError::io("write", &file, e)))?;
-        ttrpc(self.crun.update(&req.id, &container.bundle(), &file).await)?;
-        Ok(UpdateResponse::default())
+    async fn state(&self, ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
+        let span = info_span!("task.state", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
+            Ok(StateResponse {
+                pid: process.pid(),
+                status: status_of(&container, &process).into(),
+                exit_status,
+                exited_at_unix_nano,
+                ..Default::default()
+            })
+        })
+        .await
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<ResizePtyResponse> {
-        let container = ttrpc(self.container(&req.id))?;
-        let process = ttrpc(container.process(&req.exec_id))?;
-        let pty = process.pty.lock().expect("pty lock");
-        let master = pty
-            .as_ref()
-            .ok_or_else(|| TaskError::Precondition("the process has no terminal".into()).into_ttrpc())?;
-        ttrpc(resize(master, req.width, req.height))?;
-        Ok(ResizePtyResponse::default())
+    async fn pids(&self, ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
+        let span = info_span!("task.pids", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let execs: HashMap<u32, String> = container
+                .execs
+                .lock()
+                .expect("execs lock")
+                .values()
+                .map(|p| (p.pid(), p.exec_id.clone()))
+                .collect();
+            let processes = cgroup::pids(&req.id)
+                .into_iter()
+                .map(|pid| ProcessPid {
+                    pid,
+                    exec_id: execs.get(&pid).cloned().unwrap_or_default(),
+                    ..Default::default()
+                })
+                .collect();
+            Ok(PidsResponse {
+                processes,
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    async fn pause(&self, ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<PauseResponse> {
+        let span = info_span!("task.pause", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            ttrpc(self.crun.pause(&req.id, &container.bundle()).await)?;
+            container.paused.store(true, Ordering::SeqCst);
+            Ok(PauseResponse::default())
+        })
+        .await
+    }
+
+    async fn resume(&self, ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<ResumeResponse> {
+        let span = info_span!("task.resume", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            ttrpc(self.crun.resume(&req.id, &container.bundle()).await)?;
+            container.paused.store(false, Ordering::SeqCst);
+            Ok(ResumeResponse::default())
+        })
+        .await
+    }
+
+    async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
+        let span = info_span!("task.stats", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            ttrpc(self.container(&req.id))?;
+            Ok(StatsResponse {
+                files: cgroup::stat_files(&req.id),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+
+    async fn update(&self, ctx: &TtrpcContext, req: UpdateRequest) -> ttrpc::Result<UpdateResponse> {
+        let span = info_span!("task.update", container.id = %req.id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let file = container.bundle().join("resources.json");
+            ttrpc(std::fs::write(&file, &req.resources).map_err(|e| TaskError::io("write", &file, e)))?;
+            ttrpc(self.crun.update(&req.id, &container.bundle(), &file).await)?;
+            Ok(UpdateResponse::default())
+        })
+        .await
+    }
+
+    async fn resize_pty(&self, ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<ResizePtyResponse> {
+        let span = info_span!("task.resize_pty", container.id = %req.id, exec.id = %req.exec_id);
+        trace::handle(ctx, span, async move {
+            let container = ttrpc(self.container(&req.id))?;
+            let process = ttrpc(container.process(&req.exec_id))?;
+            let pty = process.pty.lock().expect("pty lock");
+            let master = pty
+                .as_ref()
+                .ok_or_else(|| TaskError::Precondition("the process has no terminal".into()).into_ttrpc())?;
+            ttrpc(resize(master, req.width, req.height))?;
+            Ok(ResizePtyResponse::default())
+        })
+        .await
     }
 
     async fn events(

@@ -1,15 +1,19 @@
-//! Container start: `ctr run --rm IMAGE true` with voidbox against runc, both
-//! through one private containerd 1.6, alternating.
+//! Container start: `ctr run --rm IMAGE true` with voidbox against runc, and
+//! voidbox with tracing on against off. Each runtime/setting runs through
+//! its own private containerd 1.6; runs alternate, so drift in the
+//! machine's load touches every arm alike.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use voidbox_hack::stats::{ms, ratio, Samples};
 use voidbox_integration::containerd::{Containerd, IMAGE};
+use voidbox_integration::otlp::Receiver;
 
 const RUNC: &str = "io.containerd.runc.v2";
 const VOIDBOX: &str = "io.containerd.voidbox.v2";
+const TRACING_GOAL: f64 = 1.02;
 
-fn run(ctd: &Containerd, runtime: &str, id: &str) -> Result<std::time::Duration, String> {
+fn run(ctd: &Containerd, runtime: &str, id: &str) -> Result<Duration, String> {
     let start = Instant::now();
     let out = ctd
         .ctr_command()
@@ -25,24 +29,37 @@ fn run(ctd: &Containerd, runtime: &str, id: &str) -> Result<std::time::Duration,
     Ok(took)
 }
 
-pub fn run_suite(n: usize) -> Result<(), String> {
-    let ctd = Containerd::start("bench");
-    let (mut runc, mut voidbox) = (Samples::default(), Samples::default());
-    println!("container: {n} runs of `ctr run --rm IMAGE true` each, alternating runc and voidbox");
+pub fn run_suite(rt: &tokio::runtime::Runtime, n: usize) -> Result<(), String> {
+    let receiver = rt
+        .block_on(Receiver::start("127.0.0.1:0"))
+        .map_err(|e| format!("OTLP receiver: {e}"))?;
+    let plain = Containerd::start("bench");
+    let traced = Containerd::start_with_env("bench-traced", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())]);
+    let (mut runc, mut off, mut on) = (Samples::default(), Samples::default(), Samples::default());
+    println!("container: {n} runs of `ctr run --rm IMAGE true` each, alternating runc, voidbox, voidbox traced");
     // One unmeasured run of each warms the page cache and containerd.
-    run(&ctd, RUNC, "warm-runc")?;
-    run(&ctd, VOIDBOX, "warm-voidbox")?;
+    run(&plain, RUNC, "warm-runc")?;
+    run(&plain, VOIDBOX, "warm-voidbox")?;
+    run(&traced, VOIDBOX, "warm-traced")?;
     for i in 0..n {
-        runc.push(run(&ctd, RUNC, &format!("runc-{i}"))?);
-        voidbox.push(run(&ctd, VOIDBOX, &format!("voidbox-{i}"))?);
+        runc.push(run(&plain, RUNC, &format!("runc-{i}"))?);
+        off.push(run(&plain, VOIDBOX, &format!("voidbox-{i}"))?);
+        on.push(run(&traced, VOIDBOX, &format!("traced-{i}"))?);
     }
+    let spans = receiver.spans().len();
     println!();
-    println!("  runc      {}", runc.summary());
-    println!("  voidbox   {}", voidbox.summary());
+    println!("  runc                 {}", runc.summary());
+    println!("  voidbox              {}", off.summary());
+    println!("  voidbox, traced      {}   ({spans} spans exported)", on.summary());
     println!(
         "  ratio voidbox / runc (median): {:.2}  (+{:.0} ms: the VM)",
-        ratio(&voidbox, &runc),
-        ms(voidbox.median()) - ms(runc.median())
+        ratio(&off, &runc),
+        ms(off.median()) - ms(runc.median())
+    );
+    let r = ratio(&on, &off);
+    println!(
+        "  ratio tracing on / off (median): {r:.3}  (goal ≤ {TRACING_GOAL}: {})",
+        if r <= TRACING_GOAL { "met" } else { "NOT met" }
     );
     Ok(())
 }

@@ -38,7 +38,7 @@ fn main() {
         }
         let result = match suite.as_str() {
             "boot" => rt.block_on(boot::run(boots)),
-            "container" => container::run_suite(boots),
+            "container" => container::run_suite(&rt, boots),
             _ => unreachable!(),
         };
         if let Err(e) = result {

@@ -1,0 +1,100 @@
+//! What the tracing tests assert about a trace, each with a message that
+//! says which span broke which rule.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::otlp::Span;
+
+pub const SHIM: &str = "voidbox";
+pub const GUEST: &str = "voidbox-vm";
+
+/// All spans share one trace id; returns it.
+pub fn one_trace(spans: &[Span]) -> Result<String, String> {
+    let ids: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+    match ids.len() {
+        1 => Ok(ids.into_iter().next().unwrap().to_string()),
+        0 => Err("no spans".into()),
+        n => Err(format!("{n} trace ids: {ids:?}")),
+    }
+}
+
+/// Spans whose parent is not in the trace: (span name, parent id).
+pub fn roots(spans: &[Span]) -> Vec<(String, String)> {
+    let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    spans
+        .iter()
+        .filter(|s| !ids.contains(s.parent_span_id.as_str()))
+        .map(|s| (s.name.clone(), s.parent_span_id.clone()))
+        .collect()
+}
+
+/// Every guest span's parent is in the trace.
+pub fn guest_parents_exist(spans: &[Span]) -> Result<(), String> {
+    let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    let orphans: Vec<&str> = spans
+        .iter()
+        .filter(|s| s.service == GUEST && !ids.contains(s.parent_span_id.as_str()))
+        .map(|s| s.name.as_str())
+        .collect();
+    if orphans.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("guest spans without a parent in the trace: {orphans:?}"))
+    }
+}
+
+/// The clock test: every guest span whose parent is a host span lies inside
+/// the parent's interval, give or take `slack_ns` (the measured uncertainty).
+/// Returns how many spans it checked.
+pub fn guest_inside_host_parents(spans: &[Span], slack_ns: u64) -> Result<usize, String> {
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for s in spans.iter().filter(|s| s.service == GUEST) {
+        let Some(p) = by_id.get(s.parent_span_id.as_str()) else {
+            continue;
+        };
+        if p.service == GUEST {
+            continue;
+        }
+        checked += 1;
+        let early = p.start_ns.saturating_sub(s.start_ns);
+        let late = s.end_ns.saturating_sub(p.end_ns);
+        if early > slack_ns || late > slack_ns {
+            bad.push(format!(
+                "{} [{}..{}] outside its host parent {} [{}..{}] (starts {:.3} ms early, ends {:.3} ms late)",
+                s.name,
+                s.start_ns,
+                s.end_ns,
+                p.name,
+                p.start_ns,
+                p.end_ns,
+                early as f64 / 1e6,
+                late as f64 / 1e6
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Ok(checked)
+    } else {
+        Err(bad.join("\n"))
+    }
+}
+
+/// The names of `service`'s spans.
+pub fn names(spans: &[Span], service: &str) -> HashSet<String> {
+    spans
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Which of `want` are missing from `service`'s spans.
+pub fn missing(spans: &[Span], service: &str, want: &[&str]) -> Vec<String> {
+    let have = names(spans, service);
+    want.iter()
+        .filter(|w| !have.contains(**w))
+        .map(|w| w.to_string())
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Traces as trees: the terminal waterfall and the Mermaid gantt chart of
+//! `make jaeger-gantt` and `make demo`, from spans received over OTLP, read
+//! from an OTLP JSON file, or fetched from Jaeger.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+
+use crate::otlp::Span;
+
+pub struct Tree<'a> {
+    spans: Vec<&'a Span>,
+    children: HashMap<&'a str, Vec<usize>>,
+    roots: Vec<usize>,
+}
+
+impl<'a> Tree<'a> {
+    /// Spans whose parent is absent are roots. Siblings are in start order.
+    pub fn new(spans: &'a [Span]) -> Tree<'a> {
+        let mut sorted: Vec<&Span> = spans.iter().collect();
+        sorted.sort_by_key(|s| (s.start_ns, std::cmp::Reverse(s.end_ns)));
+        let ids: HashSet<&str> = sorted.iter().map(|s| s.span_id.as_str()).collect();
+        let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut roots = Vec::new();
+        for (i, s) in sorted.iter().enumerate() {
+            if !s.parent_span_id.is_empty() && ids.contains(s.parent_span_id.as_str()) {
+                children.entry(s.parent_span_id.as_str()).or_default().push(i);
+            } else {
+                roots.push(i);
+            }
+        }
+        Tree {
+            spans: sorted,
+            children,
+            roots,
+        }
+    }
+
+    fn walk(&self, i: usize, depth: usize, f: &mut impl FnMut(&Span, usize)) {
+        f(self.spans[i], depth);
+        for &c in self.children.get(self.spans[i].span_id.as_str()).into_iter().flatten() {
+            self.walk(c, depth + 1, f);
+        }
+    }
+
+    /// Depth-first, parents before children.
+    pub fn each(&self, mut f: impl FnMut(&Span, usize)) {
+        for &r in &self.roots {
+            self.walk(r, 0, &mut f);
+        }
+    }
+
+    fn t0(&self) -> u64 {
+        self.spans.iter().map(|s| s.start_ns).min().unwrap_or(0)
+    }
+
+    fn t1(&self) -> u64 {
+        self.spans.iter().map(|s| s.end_ns).max().unwrap_or(0)
+    }
+
+    /// An indented tree with durations, offsets and a bar per span:
+    /// the guest's spans are marked `vm`.
+    pub fn waterfall(&self, width: usize) -> String {
+        let (t0, t1) = (self.t0(), self.t1());
+        let total = t1.saturating_sub(t0).max(1) as f64;
+        let mut out = String::new();
+        self.each(|s, depth| {
+            let name = format!("{}{}", "  ".repeat(depth), s.name);
+            let from = (s.start_ns.saturating_sub(t0) as f64 / total * width as f64) as usize;
+            let len = ((s.end_ns.saturating_sub(s.start_ns) as f64 / total * width as f64).round() as usize).max(1);
+            let bar = format!(
+                "{}{}",
+                " ".repeat(from.min(width)),
+                "█".repeat(len.min(width - from.min(width)).max(1))
+            );
+            let tag = if s.service.ends_with("-vm") { "vm" } else { "  " };
+            let _ = writeln!(
+                out,
+                "{name:<40} {tag} {:>9.1} ms  @{:>8.1}  |{bar:<width$}|",
+                s.end_ns.saturating_sub(s.start_ns) as f64 / 1e6,
+                s.start_ns.saturating_sub(t0) as f64 / 1e6,
+            );
+        });
+        out
+    }
+
+    /// A Mermaid `gantt` chart: one section per root, milliseconds from the
+    /// trace's start.
+    pub fn mermaid(&self, title: &str) -> String {
+        let t0 = self.t0();
+        let mut out = format!("gantt\n    title {title}\n    dateFormat x\n    axisFormat %s.%L s\n");
+        let mut n = 0;
+        self.each(|s, depth| {
+            if depth == 0 {
+                let _ = writeln!(out, "    section {}", s.name);
+            }
+            n += 1;
+            let start = s.start_ns.saturating_sub(t0) / 1_000_000;
+            let end = (s.end_ns.saturating_sub(t0) / 1_000_000).max(start + 1);
+            let service = if s.service.ends_with("-vm") { "vm" } else { "shim" };
+            let label = format!("{}{} ({service})", ". ".repeat(depth), s.name).replace(':', " ");
+            let _ = writeln!(out, "    {label} :s{n}, {start}, {end}");
+        });
+        out
+    }
+}

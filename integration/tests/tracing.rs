@@ -1,0 +1,289 @@
+//! One container run gives one trace, across the VM boundary and on the host
+//! clock, exported over OTLP/HTTP to an in-test receiver that decodes it with
+//! opentelemetry-proto.
+
+use std::time::Duration;
+
+use containerd_shim_protos::api::*;
+use voidbox_integration::otlp::{Receiver, Span};
+use voidbox_integration::shim_client::{spec, ShimUnderTest};
+use voidbox_integration::trace_check::*;
+use voidbox_integration::trace_tree::Tree;
+
+const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+const SHIM_SPANS: &[&str] = &[
+    "Create",
+    "BundleLoad",
+    "MountSetup",
+    "VMBoot",
+    "VMSpawn",
+    "WaitForReady",
+    "ClockSync",
+    "BundleTransfer",
+    "IOSetup",
+    "TaskCreate",
+    "Start",
+    "WaitForExit",
+    "Wait",
+    "Delete",
+    "Shutdown",
+];
+const GUEST_SPANS: &[&str] = &[
+    "guest.kernel",
+    "guest.vminitd.init",
+    "guest.mounts",
+    "guest.cgroups",
+    "guest.network",
+    "guest.ready",
+    "bundle.put",
+    "task.create",
+    "mount.rootfs",
+    "stdio.connect",
+    "crun.create",
+    "task.start",
+    "crun.start",
+    "process.wait",
+    "task.delete",
+    "crun.delete",
+];
+
+/// Runs one container through the v3 API with `metadata` on every call.
+async fn run_container(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    shim.client.create(shim.ctx(metadata), &create).await.expect("Create");
+    shim.client
+        .start(
+            shim.ctx(metadata),
+            &StartRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Start");
+    let exited = shim
+        .client
+        .wait(
+            shim.ctx(metadata),
+            &WaitRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Wait");
+    assert_eq!(exited.exit_status, 0);
+    shim.client
+        .delete(
+            shim.ctx(metadata),
+            &DeleteRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Delete");
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(metadata),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+}
+
+fn uncertainty(spans: &[Span]) -> u64 {
+    spans
+        .iter()
+        .find(|s| s.name == "VMBoot")
+        .and_then(|s| s.attributes.get("clock.uncertainty_ns"))
+        .and_then(|v| v.parse().ok())
+        .expect("VMBoot records the clock uncertainty")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
+    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let shim = ShimUnderTest::start_with_env(
+        "trace",
+        &spec(&["sh", "-c", "echo traced"]),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    )
+    .await;
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    run_container(&shim, &[("traceparent", &traceparent), ("baggage", "tenant=tests")]).await;
+    // The shim flushes when it exits.
+    assert!(voidbox_integration::eventually(Duration::from_secs(10), || shim.shim_processes().is_empty()).await);
+    assert!(
+        otlp.wait_for(Duration::from_secs(5), |s| s.iter().any(|s| s.name == "Shutdown"))
+            .await,
+        "spans arrive"
+    );
+    let spans = otlp.spans();
+    let tree = Tree::new(&spans).waterfall(40);
+
+    let stray: Vec<String> = spans
+        .iter()
+        .filter(|s| s.trace_id != CLIENT_TRACE)
+        .map(|s| format!("{} ({})", s.name, s.service))
+        .collect();
+    assert!(stray.is_empty(), "spans outside the client's trace: {stray:?}\n{tree}");
+    assert_eq!(one_trace(&spans).unwrap(), CLIENT_TRACE);
+    let roots = roots(&spans);
+    assert!(
+        roots.iter().all(|(_, parent)| parent == CLIENT_SPAN),
+        "the host root is the client's span: {roots:?}\n{tree}"
+    );
+    assert_eq!(
+        missing(&spans, SHIM, SHIM_SPANS),
+        Vec::<String>::new(),
+        "shim spans:\n{tree}"
+    );
+    assert_eq!(
+        missing(&spans, GUEST, GUEST_SPANS),
+        Vec::<String>::new(),
+        "guest spans:\n{tree}"
+    );
+    guest_parents_exist(&spans).unwrap();
+    let slack = uncertainty(&spans);
+    let checked =
+        guest_inside_host_parents(&spans, slack).unwrap_or_else(|e| panic!("clock test (±{slack} ns):\n{e}\n{tree}"));
+    assert!(checked >= 5, "guest spans with host parents: {checked}\n{tree}");
+
+    // Both services, with the resource attributes.
+    for service in [SHIM, GUEST] {
+        let s = spans
+            .iter()
+            .find(|s| s.service == service)
+            .unwrap_or_else(|| panic!("no {service} spans"));
+        assert_eq!(s.resource.get("container.id"), Some(&shim.id));
+        assert_eq!(s.resource.get("voidbox.namespace").map(String::as_str), Some("v3test"));
+        assert!(s.resource.contains_key("voidbox.vm.id"));
+    }
+    let boot = spans.iter().find(|s| s.name == "VMBoot").unwrap();
+    for attr in [
+        "vm.backend",
+        "vm.vcpus",
+        "vm.memory_mib",
+        "vm.kernel",
+        "vm.image",
+        "clock.offset_ns",
+    ] {
+        assert!(
+            boot.attributes.contains_key(attr),
+            "VMBoot lacks {attr}: {:?}",
+            boot.attributes
+        );
+    }
+    let crun = spans.iter().find(|s| s.name == "crun.create").unwrap();
+    assert!(
+        crun.attributes.get("crun.args").is_some_and(|a| a.contains("create")),
+        "guest attributes survive: {:?}",
+        crun.attributes
+    );
+    println!("{tree}");
+    // make test-tracing keeps this run's trace for make jaeger-gantt.
+    if let Ok(out) = std::env::var("VOIDBOX_TRACE_OUT") {
+        std::fs::write(&out, voidbox_integration::otlp::to_json_lines(&otlp.requests())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_create_marks_its_span() {
+    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let shim = ShimUnderTest::start_with_env(
+        "tracefail",
+        &spec(&["true"]),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    )
+    .await;
+    std::fs::write(shim.bundle.join("config.json"), b"{").unwrap();
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    assert!(shim
+        .client
+        .create(shim.ctx(&[("traceparent", &traceparent)]), &create)
+        .await
+        .is_err());
+    let _ = shim
+        .client
+        .shutdown(shim.ctx(&[("traceparent", &traceparent)]), &ShutdownRequest::default())
+        .await;
+    assert!(
+        otlp.wait_for(Duration::from_secs(10), |s| s.iter().any(|s| s.name == "Create"))
+            .await
+    );
+    let spans = otlp.spans();
+    for name in ["Create", "BundleLoad"] {
+        let s = spans.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(s.status_code, 2, "{name} is an error");
+        assert_eq!(
+            s.attributes.get("error.kind").map(String::as_str),
+            Some("invalid_argument"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
+    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let ctd = tokio::task::spawn_blocking(move || {
+        voidbox_integration::containerd::Containerd::start_with_env(
+            "trace16",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+        )
+    })
+    .await
+    .unwrap();
+    let mut cmd = ctd.run_command("traced1", &[], &["echo", "hi"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        otlp.wait_for(Duration::from_secs(15), |s| s.iter().any(|s| s.name == "Container"))
+            .await,
+        "the root span arrives when the shim exits"
+    );
+    let spans = otlp.spans();
+    let tree = Tree::new(&spans).waterfall(40);
+    one_trace(&spans).unwrap_or_else(|e| panic!("{e}\n{tree}"));
+    let roots = roots(&spans);
+    assert_eq!(roots.len(), 1, "one root: {roots:?}\n{tree}");
+    assert_eq!(roots[0].0, "Container", "the root is the shim's");
+    assert_eq!(roots[0].1, "", "with no parent: containerd 1.6 propagates nothing");
+    for rpc in ["Create", "Start", "Wait", "Delete", "Shutdown"] {
+        assert!(
+            spans.iter().any(|s| s.name == rpc && s.service == SHIM),
+            "no {rpc}:\n{tree}"
+        );
+    }
+    assert_eq!(
+        missing(
+            &spans,
+            GUEST,
+            &["guest.kernel", "task.create", "crun.create", "crun.start"]
+        ),
+        Vec::<String>::new()
+    );
+    guest_parents_exist(&spans).unwrap();
+    guest_inside_host_parents(&spans, uncertainty(&spans)).unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
+    drop(ctd);
+}

@@ -1,0 +1,91 @@
+//! A dead OTLP endpoint costs containers nothing. Alone in its test binary,
+//! so no other test's VMs disturb the timing.
+
+use std::time::Duration;
+
+use containerd_shim_protos::api::*;
+use voidbox_integration::shim_client::{spec, ShimUnderTest};
+
+async fn run_container(shim: &ShimUnderTest) {
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    shim.client.create(shim.ctx(&[]), &create).await.expect("Create");
+    shim.client
+        .start(
+            shim.ctx(&[]),
+            &StartRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Start");
+    let exited = shim
+        .client
+        .wait(
+            shim.ctx(&[]),
+            &WaitRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Wait");
+    assert_eq!(exited.exit_status, 0);
+    shim.client
+        .delete(
+            shim.ctx(&[]),
+            &DeleteRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("Delete");
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(&[]),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_neither_fails_nor_slows_containers() {
+    // Nothing listens here: every export fails at once.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    async fn create_to_exit(env: &[(&str, &str)], name: &str) -> Duration {
+        let shim = ShimUnderTest::start_with_env(name, &spec(&["true"]), env).await;
+        let start = std::time::Instant::now();
+        run_container(&shim).await;
+        let took = start.elapsed();
+        assert!(voidbox_integration::eventually(Duration::from_secs(10), || shim.shim_processes().is_empty()).await);
+        took
+    }
+    let (mut off, mut down) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        off.push(create_to_exit(&[], &format!("off{i}")).await);
+        down.push(create_to_exit(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &dead)], &format!("down{i}")).await);
+    }
+    off.sort();
+    down.sort();
+    let ratio = down[1].as_secs_f64() / off[1].as_secs_f64();
+    println!(
+        "create to exit, median of 3: tracing off {:?}, endpoint down {:?}, ratio {ratio:.3}",
+        off[1], down[1]
+    );
+    assert!(
+        ratio <= 1.10,
+        "a dead endpoint slowed containers down: {ratio:.3} (off {off:?}, down {down:?})"
+    );
+}

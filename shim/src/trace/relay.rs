@@ -1,0 +1,64 @@
+//! Guest spans into the trace: drained from vminitd's `Traces.Stream`,
+//! rebased onto the host clock, and exported as service `voidbox-vm`
+//! through their own bounded batch queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use opentelemetry_sdk::trace::SpanProcessor;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+use voidbox_api::otel::from_wire;
+use voidbox_api::traces::StreamRequest;
+
+use super::clock::Clock;
+use crate::guest::{rpc_context, GuestClient};
+
+/// Where guest spans are exported (one per shim).
+pub type GuestSink = Arc<dyn SpanProcessor>;
+
+/// What one VM's relay saw.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    pub relayed: AtomicU64,
+    /// The guest's own count of spans its full buffer dropped.
+    pub dropped: AtomicU64,
+    pub capacity: AtomicU64,
+}
+
+/// Streams the guest's spans until the guest ends the stream.
+pub fn start(guest: GuestClient, clock: Arc<Clock>, sink: GuestSink, stats: Arc<RelayStats>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stream = match guest.traces().stream(rpc_context(true), &StreamRequest::new()).await {
+            Ok(s) => s,
+            Err(e) => return warn!("guest span stream: {e}"),
+        };
+        loop {
+            match stream.recv().await {
+                Ok(Some(batch)) => {
+                    for span in &batch.spans {
+                        match from_wire(span, |t| clock.rebase(t)) {
+                            Some(data) => sink.on_end(data),
+                            None => debug!("dropping a guest span with malformed ids"),
+                        }
+                    }
+                    stats.relayed.fetch_add(batch.spans.len() as u64, Ordering::Relaxed);
+                    let before = stats.dropped.swap(batch.dropped_total, Ordering::Relaxed);
+                    stats.capacity.store(batch.capacity, Ordering::Relaxed);
+                    if batch.dropped_total > before {
+                        warn!(
+                            dropped = batch.dropped_total,
+                            capacity = batch.capacity,
+                            "the guest's span buffer overflowed; spans were dropped"
+                        );
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!("guest span stream ended: {e}");
+                    break;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,51 @@
+//! The shim's spans: one per task RPC, child of the context the caller
+//! propagated (containerd 2.x puts it in the TTRPC metadata) or, when there
+//! is none (containerd 1.6), of the container's own root span, so that one
+//! container is one trace either way.
+
+use std::future::Future;
+
+use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::Context;
+use tracing::{info_span, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use voidbox_api::otel::propagation::{extract, Metadata};
+
+use crate::task::ShimError;
+
+/// The span of task RPC `name` for container `id`.
+pub fn rpc(name: &'static str, id: &str, metadata: &Metadata, root: Option<Context>) -> Span {
+    let span = info_span!("rpc", otel.name = name, otel.kind = "server", rpc.system = "ttrpc", rpc.method = name, container.id = %id);
+    let incoming = extract(metadata);
+    let parent = if incoming.span().span_context().is_valid() {
+        Some(incoming)
+    } else {
+        root
+    };
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The root span of a container whose caller propagates no context.
+pub fn container_root(id: &str) -> Span {
+    info_span!(parent: None, "container", otel.name = "Container", container.id = %id)
+}
+
+/// Marks `span` failed with `err`.
+pub fn fail(span: &Span, err: &ShimError) {
+    span.set_status(Status::error(err.to_string()));
+    span.set_attribute("error.kind", err.kind());
+}
+
+/// Runs `fut` in `span`; an error marks the span. The span ends however the
+/// future ends (completes, fails, or is dropped).
+pub async fn traced<T>(span: Span, fut: impl Future<Output = Result<T, ShimError>>) -> Result<T, ShimError> {
+    use tracing::Instrument;
+    let result = fut.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        fail(&span, e);
+    }
+    result
+}

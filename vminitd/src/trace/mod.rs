@@ -1,0 +1,73 @@
+//! Tracing in the guest: logs to the console, and (when the host asks, with
+//! `voidbox.trace=1`) spans to a bounded buffer the host streams out.
+
+mod boot;
+mod buffer;
+mod service;
+
+use std::sync::Arc;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+pub use boot::BootSpans;
+pub use buffer::SpanBuffer;
+pub use service::TraceService;
+
+use crate::cmdline::Cmdline;
+
+/// The instrumentation scope of vminitd's spans.
+pub const SCOPE: &str = "vminitd";
+
+/// Sets up logging, and span export when the host asked for it.
+pub fn init(cmdline: &Cmdline) -> Option<Arc<SpanBuffer>> {
+    let console = crate::console::layer(cmdline.log_level());
+    if !cmdline.tracing() {
+        tracing_subscriber::registry().with(console).init();
+        return None;
+    }
+    let capacity = cmdline.trace_buffer().unwrap_or(buffer::DEFAULT_CAPACITY);
+    let (exporter, buffer) = buffer::channel(capacity);
+    // Export on span end: the exporter only moves the span into the buffer.
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(SimpleSpanProcessor::new(exporter))
+        .build();
+    let tracer = provider.tracer(SCOPE);
+    opentelemetry::global::set_tracer_provider(provider);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::registry().with(console).with(otel).init();
+    Some(Arc::new(buffer))
+}
+
+/// The span context the host sent with a request.
+pub fn parent(ctx: &ttrpc::r#async::TtrpcContext) -> opentelemetry::Context {
+    voidbox_api::otel::propagation::extract(&ctx.metadata)
+}
+
+/// Runs a handler's body in `span`, a child of the context the host sent;
+/// a failure sets the span's status and `error.kind`. The span ends on every
+/// return path, when the body's future completes or is dropped.
+pub async fn handle<T>(
+    ctx: &ttrpc::r#async::TtrpcContext,
+    span: tracing::Span,
+    body: impl std::future::Future<Output = ttrpc::Result<T>>,
+) -> ttrpc::Result<T> {
+    use tracing::Instrument;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let _ = span.set_parent(parent(ctx));
+    let result = body.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        let (kind, message) = match e {
+            ttrpc::Error::RpcStatus(s) => (format!("{:?}", s.code()), s.message().to_string()),
+            other => ("INTERNAL".to_string(), other.to_string()),
+        };
+        span.set_status(opentelemetry::trace::Status::error(message));
+        span.set_attribute("error.kind", kind);
+    }
+    result
+}

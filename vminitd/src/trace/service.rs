@@ -1,0 +1,94 @@
+//! `voidbox.traces.v1.Traces`: the span buffer, drained to the host.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tracing::info_span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
+use voidbox_api::traces::*;
+use voidbox_api::traces_ttrpc::Traces;
+
+use super::SpanBuffer;
+
+/// Spans per message: keeps each TTRPC message far below its size limit.
+const BATCH: usize = 128;
+
+pub struct TraceService {
+    buffer: Option<Arc<SpanBuffer>>,
+    closing: watch::Receiver<bool>,
+}
+
+impl TraceService {
+    /// `closing` turns true when the guest powers off: streams then send
+    /// what is buffered and end.
+    pub fn new(buffer: Option<Arc<SpanBuffer>>, closing: watch::Receiver<bool>) -> Self {
+        TraceService { buffer, closing }
+    }
+}
+
+#[async_trait]
+impl Traces for TraceService {
+    async fn stream(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: StreamRequest,
+        sender: ServerStreamSender<SpanBatch>,
+    ) -> ttrpc::Result<()> {
+        let Some(buffer) = &self.buffer else { return Ok(()) };
+        let mut rx = buffer.rx.lock().await;
+        let mut closing = self.closing.clone();
+        let batch = |spans: Vec<Span>| SpanBatch {
+            spans,
+            dropped_total: buffer.dropped(),
+            capacity: buffer.capacity as u64,
+            ..Default::default()
+        };
+        loop {
+            let first = tokio::select! {
+                span = rx.recv() => span,
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let mut spans: Vec<Span> = first.into_iter().collect();
+            let ending = spans.is_empty();
+            while spans.len() < BATCH || ending {
+                match rx.try_recv() {
+                    Ok(s) => spans.push(s),
+                    Err(_) => break,
+                }
+                if ending && spans.len() == BATCH {
+                    sender.send(&batch(std::mem::take(&mut spans))).await?;
+                }
+            }
+            if !spans.is_empty() || ending {
+                sender.send(&batch(spans)).await?;
+            }
+            if ending {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn flood(&self, ctx: &TtrpcContext, req: FloodRequest) -> ttrpc::Result<FloodResponse> {
+        let span = info_span!("traces.flood", count = req.count);
+        let _ = span.set_parent(super::parent(ctx));
+        // A tight loop: on a blocking thread, so it starves no other task.
+        let elapsed = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| {
+                let start = Instant::now();
+                for i in 0..req.count {
+                    let _s = info_span!("flood.span", i).entered();
+                }
+                start.elapsed()
+            })
+        })
+        .await
+        .map_err(|e| ttrpc::Error::Others(e.to_string()))?;
+        Ok(FloodResponse {
+            elapsed_ns: elapsed.as_nanos() as u64,
+            ..Default::default()
+        })
+    }
+}
