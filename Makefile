@@ -12,7 +12,7 @@ WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
 
 export VOIDBOX_CACHE := $(CACHE)
 
-.PHONY: all deps kernel guest-bins image image-verify build lint test test-install test-tracing \
+.PHONY: all deps kernel guest-bins image image-verify build lint test test-install test-tracing test-libkrun \
         bench demo install uninstall clean jaeger-start jaeger-stop jaeger-open jaeger-gantt
 
 all: build image
@@ -50,7 +50,17 @@ test: deps kernel guest-bins image-verify lint
 	# The containerd tests run the shim binary: cargo test alone does not build it.
 	$(CARGO) build --workspace --bins
 	$(WITH_ASSETS) $(CARGO) test --workspace
+	$(MAKE) --no-print-directory test-libkrun
 	$(MAKE) --no-print-directory test-install
+
+## test-libkrun: the VM and containerd suites again on libkrun, where hardware KVM exists
+test-libkrun:
+	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
+		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
+			--test vm --test containerd --test task_v3 --test tracing; \
+	else \
+		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
+	fi
 
 ## bench: boot time against the bare kernel, container start against runc (medians of one run)
 bench: deps kernel guest-bins
@@ -93,8 +103,9 @@ jaeger-gantt:
 ## install: the shim to $(PREFIX)/bin, kernel and guest image to $(PREFIX)/share/voidbox,
 ## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself
 install: deps kernel guest-bins
-	$(CARGO) build --release -p voidbox-shim
+	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
+		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \
 		install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
 		install -D -m 0644 "$$VOIDBOX_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \
 		install -D -m 0755 "$$VOIDBOX_VHOST_VSOCK" $(DESTDIR)$(PREFIX)/libexec/voidbox/vhost-device-vsock'

@@ -76,6 +76,10 @@ impl Containerd {
             .env("PATH", path)
             .env("VOIDBOX_STATE_DIR", state.join("vms"))
             .env("VOIDBOX_SOCKET_DIR", state.join("s"))
+            .env(
+                "VOIDBOX_VMM",
+                std::env::var("VOIDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -28,6 +28,15 @@ pub fn vm_config(name: &str) -> VmConfig {
     VmConfig::new(name, kernel, assets::guest_root(), state)
 }
 
+/// The backend the suite runs on: `VOIDBOX_TEST_BACKEND` (qemu by default;
+/// `make test` runs the suite again with libkrun where hardware KVM exists).
+pub fn test_backend() -> Box<dyn voidbox_shim::vm::Backend> {
+    match std::env::var("VOIDBOX_TEST_BACKEND").as_deref() {
+        Ok("libkrun") => Box::new(voidbox_shim::vm::libkrun::Libkrun),
+        _ => Box::new(voidbox_shim::vm::qemu::Qemu::new()),
+    }
+}
+
 /// Where test VMs keep their state.
 pub fn state_root() -> PathBuf {
     assets::state_root().join("test")

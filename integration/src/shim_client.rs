@@ -115,6 +115,10 @@ impl ShimUnderTest {
             ])
             .current_dir(&bundle)
             .env("VOIDBOX_STATE_DIR", dir.join("vms"))
+            .env(
+                "VOIDBOX_VMM",
+                std::env::var("VOIDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into()),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use voidbox_integration::{eventually, leftovers, vm_config};
-use voidbox_shim::vm::{qemu::Qemu, MicroVm, Share, VmExit};
+use voidbox_integration::{eventually, leftovers, test_backend, vm_config};
+use voidbox_shim::vm::{MicroVm, Share, VmExit};
 
 const GRACE: Duration = Duration::from_secs(10);
 
@@ -11,7 +11,7 @@ const GRACE: Duration = Duration::from_secs(10);
 async fn boots_and_answers_system_info_over_vsock() {
     let config = vm_config("info");
     let state = config.state_dir.clone();
-    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
     let guest = vm.connect_guest().await.expect("vminitd dials in");
     let info = guest.info().await.expect("System.Info");
 
@@ -57,7 +57,7 @@ async fn reads_a_host_file_shared_over_virtio_fs() {
         host_path: host_dir.clone(),
     });
     let state = config.state_dir.clone();
-    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
     let guest = vm.connect_guest().await.expect("vminitd dials in");
 
     guest
@@ -90,7 +90,7 @@ async fn killing_the_vmm_leaves_nothing_behind() {
         host_path: host_dir.clone(),
     });
     let state = config.state_dir.clone();
-    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
     let guest = vm.connect_guest().await.expect("vminitd dials in");
     guest.mount("virtiofs", "s", "/mnt/s", &[]).await.expect("mount");
     // Every helper is running and mentions the state directory.
@@ -159,7 +159,7 @@ async fn a_vm_dies_with_the_process_that_started_it() {
 async fn a_crashed_helper_stops_its_vm() {
     let config = vm_config("helper");
     let state = config.state_dir.clone();
-    let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
+    let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
     let _guest = vm.connect_guest().await.expect("vminitd dials in");
     let vsock = voidbox_integration::processes_mentioning(&state)
         .into_iter()

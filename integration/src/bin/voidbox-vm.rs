@@ -2,6 +2,7 @@
 //! VM until stdin closes or SIGINT/SIGTERM arrives, then powers it off.
 //!
 //!   voidbox-vm [--cpus N] [--memory MIB] [--share TAG=DIR]... [--state-dir DIR]
+//!   voidbox-vm --check-kvm      (exit 0 where hardware KVM, and so libkrun, works)
 //!
 //! The kernel and image come from VOIDBOX_KERNEL / VOIDBOX_IMAGE or the
 //! installed assets. Tests use it to check what dies with its host process.
@@ -12,11 +13,25 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 use voidbox_shim::assets;
-use voidbox_shim::vm::{qemu::Qemu, MicroVm, Share, VmConfig};
+use voidbox_shim::vm::{MicroVm, Share, VmConfig};
 
 fn usage(msg: &str) -> ! {
     eprintln!("voidbox-vm: {msg}\nusage: voidbox-vm [--cpus N] [--memory MIB] [--share TAG=DIR]... [--state-dir DIR]");
     std::process::exit(2)
+}
+
+/// `--check-kvm`: whether libkrun can run here, and if not, why.
+fn check_kvm() -> ! {
+    match voidbox_shim::vm::kvm::hardware_kvm() {
+        Ok(()) => {
+            println!("hardware KVM: available");
+            std::process::exit(0)
+        }
+        Err(why) => {
+            println!("{why}");
+            std::process::exit(1)
+        }
+    }
 }
 
 fn parse() -> VmConfig {
@@ -34,6 +49,7 @@ fn parse() -> VmConfig {
             "--cpus" => config.vcpus = value().parse().unwrap_or_else(|_| usage("--cpus takes a number")),
             "--memory" => config.memory_mib = value().parse().unwrap_or_else(|_| usage("--memory takes MiB")),
             "--state-dir" => config.state_dir = PathBuf::from(value()),
+            "--check-kvm" => check_kvm(),
             "--share" => {
                 let v = value();
                 let (tag, dir) = v.split_once('=').unwrap_or_else(|| usage("--share takes TAG=DIR"));
@@ -53,7 +69,7 @@ async fn main() {
     let config = parse();
     let shares = config.shares.clone();
     let start = Instant::now();
-    let vm = match MicroVm::start(&Qemu::new(), config).await {
+    let vm = match MicroVm::start(voidbox_integration::test_backend().as_ref(), config).await {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("voidbox-vm: {e}");

@@ -16,7 +16,6 @@ use crate::task::events::Containerd;
 use crate::task::{vm_id, TaskService, TraceOptions};
 use crate::trace::Identity;
 use crate::trace::Telemetry;
-use crate::vm::qemu::Qemu;
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -67,12 +66,7 @@ async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
     if let Some(cfg) = &telemetry.config {
         info!(endpoint = %cfg.endpoint, service = %cfg.service_name, "tracing on");
     }
-    let service = Arc::new(TaskService::new(
-        &flags.namespace,
-        Arc::new(Qemu::new()),
-        Arc::new(events),
-        tracing,
-    ));
+    let service = Arc::new(TaskService::new(&flags.namespace, Arc::new(events), tracing));
     let mut exit = service.exit_requested();
 
     // SAFETY: `start` put a listening unix socket on this descriptor for us

@@ -26,7 +26,7 @@ use crate::io::{IoPaths, ProcessIo, StreamMux};
 use crate::trace::clock::Clock;
 use crate::trace::relay::{self, GuestSink, RelayStats};
 use crate::trace::spans::traced;
-use crate::vm::{Backend, MicroVm, Share, VmConfig, VmError};
+use crate::vm::{select, Backend, MicroVm, Share, VmConfig, VmError};
 
 /// The virtio-fs tag of the container's root filesystem.
 pub const ROOTFS_TAG: &str = "rootfs";
@@ -60,7 +60,6 @@ fn rpc_err(method: &'static str) -> impl Fn(ttrpc::Error) -> ShimError {
 }
 
 pub async fn create(
-    backend: &dyn Backend,
     namespace: &str,
     req: &CreateTaskRequest,
     tracing: Option<&TraceOptions>,
@@ -75,6 +74,9 @@ pub async fn create(
     })
     .await?;
     let settings = options::resolve(&bundle.annotations(), req.options.as_ref())?;
+    let (backend, why) = select::choose(settings.backend);
+    info!(id = %req.id, backend = backend.name(), "VMM backend: {why}");
+    let backend = backend.as_ref();
     let rootfs = traced(info_span!("MountSetup", mounts = req.rootfs.len()), async {
         Rootfs::mount(&bundle.rootfs(), &req.rootfs)
     })

@@ -12,11 +12,15 @@ use serde::Deserialize;
 use voidbox_api::runtimeoptions::Options as RuntimeOptions;
 
 use super::error::{Result, ShimError};
+use crate::vm::select::BackendChoice;
 
 pub const ANNOTATION_PREFIX: &str = "io.containerd.voidbox.";
 pub const CPUS: &str = "io.containerd.voidbox.vm.cpus";
 pub const MEMORY: &str = "io.containerd.voidbox.vm.memory";
-const KNOWN: &[&str] = &[CPUS, MEMORY];
+pub const BACKEND: &str = "io.containerd.voidbox.vm.backend";
+const KNOWN: &[&str] = &[CPUS, MEMORY, BACKEND];
+/// The backend, when neither annotation nor runtime options choose one.
+pub const BACKEND_ENV: &str = "VOIDBOX_VMM";
 
 pub const DEFAULT_CPUS: u32 = 1;
 pub const DEFAULT_MEMORY_MIB: u32 = 512;
@@ -25,6 +29,7 @@ pub const DEFAULT_MEMORY_MIB: u32 = 512;
 pub struct VmSettings {
     pub cpus: u32,
     pub memory_mib: u32,
+    pub backend: BackendChoice,
 }
 
 /// The runtime options file (TOML).
@@ -41,16 +46,41 @@ struct VmSection {
     cpus: Option<u32>,
     /// MiB.
     memory: Option<u32>,
+    /// auto, qemu or libkrun.
+    backend: Option<String>,
 }
 
+/// Annotations, then runtime options, then `VOIDBOX_VMM` (for the backend),
+/// then defaults.
 pub fn resolve(annotations: &HashMap<String, String>, options: Option<&Any>) -> Result<VmSettings> {
+    resolve_with_env(annotations, options, std::env::var(BACKEND_ENV).ok().as_deref())
+}
+
+fn backend(value: &str, source: &str) -> Result<BackendChoice> {
+    value
+        .parse()
+        .map_err(|e| ShimError::InvalidArgument(format!("{source}: {e}")))
+}
+
+pub fn resolve_with_env(
+    annotations: &HashMap<String, String>,
+    options: Option<&Any>,
+    env: Option<&str>,
+) -> Result<VmSettings> {
     let mut settings = VmSettings {
         cpus: DEFAULT_CPUS,
         memory_mib: DEFAULT_MEMORY_MIB,
+        backend: BackendChoice::Auto,
     };
+    if let Some(v) = env.filter(|v| !v.is_empty()) {
+        settings.backend = backend(v, BACKEND_ENV)?;
+    }
     if let Some(file) = config_file(options)? {
         settings.cpus = file.vm.cpus.unwrap_or(settings.cpus);
         settings.memory_mib = file.vm.memory.unwrap_or(settings.memory_mib);
+        if let Some(b) = &file.vm.backend {
+            settings.backend = backend(b, "runtime config [vm] backend")?;
+        }
     }
     for (key, value) in annotations {
         if !key.starts_with(ANNOTATION_PREFIX) {
@@ -65,6 +95,7 @@ pub fn resolve(annotations: &HashMap<String, String>, options: Option<&Any>) -> 
         match key.as_str() {
             CPUS => settings.cpus = number()?,
             MEMORY => settings.memory_mib = number()?,
+            BACKEND => settings.backend = backend(value, &format!("annotation {key}"))?,
             _ => {
                 return Err(ShimError::InvalidArgument(format!(
                     "unknown annotation {key} (known: {})",
@@ -117,13 +148,12 @@ mod tests {
 
     #[test]
     fn defaults_then_options_then_annotations() {
-        assert_eq!(
-            resolve(&ann(&[]), None).unwrap(),
-            VmSettings {
-                cpus: 1,
-                memory_mib: 512
-            }
-        );
+        let settings = |cpus, memory_mib| VmSettings {
+            cpus,
+            memory_mib,
+            backend: BackendChoice::Auto,
+        };
+        assert_eq!(resolve_with_env(&ann(&[]), None, None).unwrap(), settings(1, 512));
         let opts = RuntimeOptions {
             config_body: "[vm]\ncpus = 2\nmemory = 1024\n".into(),
             ..Default::default()
@@ -134,20 +164,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolve(&ann(&[]), Some(&any)).unwrap(),
-            VmSettings {
-                cpus: 2,
-                memory_mib: 1024
-            }
+            resolve_with_env(&ann(&[]), Some(&any), None).unwrap(),
+            settings(2, 1024)
         );
         let a = ann(&[(MEMORY, "768"), ("other.annotation", "x")]);
-        assert_eq!(
-            resolve(&a, Some(&any)).unwrap(),
-            VmSettings {
-                cpus: 2,
-                memory_mib: 768
+        assert_eq!(resolve_with_env(&a, Some(&any), None).unwrap(), settings(2, 768));
+    }
+
+    #[test]
+    fn the_backend_comes_from_annotation_then_options_then_env() {
+        let opts = |b: &str| Any {
+            type_url: "runtimeoptions.v1.Options".into(),
+            value: RuntimeOptions {
+                config_body: format!("[vm]\nbackend = \"{b}\"\n"),
+                ..Default::default()
             }
+            .write_to_bytes()
+            .unwrap(),
+            ..Default::default()
+        };
+        let pick =
+            |a: &[(&str, &str)], o: Option<&Any>, e: Option<&str>| resolve_with_env(&ann(a), o, e).unwrap().backend;
+        assert_eq!(pick(&[], None, Some("libkrun")), BackendChoice::Libkrun);
+        assert_eq!(pick(&[], Some(&opts("qemu")), Some("libkrun")), BackendChoice::Qemu);
+        assert_eq!(
+            pick(&[(BACKEND, "libkrun")], Some(&opts("qemu")), None),
+            BackendChoice::Libkrun
         );
+        let msg = resolve_with_env(&ann(&[(BACKEND, "xen")]), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("annotation io.containerd.voidbox.vm.backend") && msg.contains("use auto, qemu or libkrun"),
+            "{msg}"
+        );
+        let msg = resolve_with_env(&ann(&[]), None, Some("kvm")).unwrap_err().to_string();
+        assert!(msg.starts_with("VOIDBOX_VMM: unknown VMM backend"), "{msg}");
     }
 
     #[test]

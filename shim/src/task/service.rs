@@ -32,11 +32,10 @@ use super::process::{Process, Status as ProcStatus};
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, ProcessIo};
 use crate::trace::spans::{self, traced};
-use crate::vm::{Backend, VmError};
+use crate::vm::VmError;
 
 pub struct TaskService {
     namespace: String,
-    backend: Arc<dyn Backend>,
     events: Arc<dyn Publisher>,
     tracing: Option<TraceOptions>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
@@ -51,15 +50,9 @@ fn rpc<T>(method: &'static str, r: ttrpc::Result<T>) -> Result<T> {
 }
 
 impl TaskService {
-    pub fn new(
-        namespace: &str,
-        backend: Arc<dyn Backend>,
-        events: Arc<dyn Publisher>,
-        tracing: Option<TraceOptions>,
-    ) -> Self {
+    pub fn new(namespace: &str, events: Arc<dyn Publisher>, tracing: Option<TraceOptions>) -> Self {
         TaskService {
             namespace: namespace.to_string(),
-            backend,
             events,
             tracing,
             containers: Mutex::new(HashMap::new()),
@@ -106,7 +99,7 @@ impl TaskService {
         if self.containers.lock().expect("containers lock").contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
-        let container = create::create(self.backend.as_ref(), &self.namespace, &req, self.tracing.as_ref()).await?;
+        let container = create::create(&self.namespace, &req, self.tracing.as_ref()).await?;
         exits::relay_guest_events(&container, self.events.clone());
         let pid = container.init.pid();
         self.containers

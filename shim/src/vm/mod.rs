@@ -6,9 +6,11 @@ mod console;
 mod error;
 mod exit;
 pub mod kvm;
+pub mod libkrun;
 mod machine;
 mod process;
 pub mod qemu;
+pub mod select;
 mod tsc;
 
 pub use config::{GuestRoot, Share, VmConfig, MAX_UNIX_PATH};

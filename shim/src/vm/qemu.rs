@@ -105,7 +105,7 @@ impl Backend for Qemu {
         // rather than let a busy host spoil the calibration (see vm/tsc.rs).
         let tsc = match (
             self.accel,
-            super::tsc::host_khz(&crate::assets::state_root().join("host-tsc-khz")),
+            super::tsc::host_khz(std::path::Path::new(super::tsc::CACHE)),
         ) {
             (Accel::Tcg, Some(khz)) => format!(" tsc_early_khz={khz} tsc=reliable"),
             _ => String::new(),

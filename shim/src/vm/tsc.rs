@@ -8,6 +8,9 @@
 //! (`tsc_early_khz=`) skips the calibration.
 
 use std::path::Path;
+
+/// Host-wide (the rate is the machine's), and emptied by a reboot.
+pub const CACHE: &str = "/run/voidbox/host-tsc-khz";
 use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
