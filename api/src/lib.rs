@@ -47,3 +47,12 @@ pub mod traces_ttrpc {
 /// Conversions between the wire spans and the OpenTelemetry SDK's.
 #[cfg(feature = "otel")]
 pub mod otel;
+
+/// `voidbox.telemetry.v1`: guest CPU, memory, pressure and cgroup samples.
+pub mod telemetry {
+    include!(concat!(env!("OUT_DIR"), "/gen/telemetry.rs"));
+}
+/// Async TTRPC stubs of the Telemetry service.
+pub mod telemetry_ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/gen/telemetry_ttrpc.rs"));
+}

@@ -44,22 +44,29 @@ pub fn state_root() -> PathBuf {
 
 /// Processes whose command line mentions `needle` (a VM's state directory).
 pub fn processes_mentioning(needle: &Path) -> Vec<String> {
+    processes(needle)
+        .into_iter()
+        .map(|(pid, cmd)| format!("{pid}: {cmd}"))
+        .collect()
+}
+
+/// The pids of processes whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &Path) -> Vec<i32> {
+    processes(needle).into_iter().map(|(pid, _)| pid).collect()
+}
+
+fn processes(needle: &Path) -> Vec<(i32, String)> {
     let needle = needle.to_string_lossy().into_owned();
-    let me = std::process::id().to_string();
+    let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![];
     };
     dir.filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && n != me)
-        })
         .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
             let raw = std::fs::read(e.path().join("cmdline")).ok()?;
             let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
-            cmd.contains(&needle)
-                .then(|| format!("{}: {}", e.file_name().to_string_lossy(), cmd.trim()))
+            (pid != me && cmd.contains(&needle)).then(|| (pid, cmd.trim().to_string()))
         })
         .collect()
 }

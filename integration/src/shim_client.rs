@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use containerd_shim_protos::api::Empty;
+use containerd_shim_protos::api::{
+    CreateTaskRequest, DeleteRequest, Empty, KillRequest, ShutdownRequest, StartRequest, WaitRequest, WaitResponse,
+};
 use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::events::ForwardRequest;
@@ -119,6 +121,12 @@ impl ShimUnderTest {
                 "VOIDBOX_VMM",
                 std::env::var("VOIDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into()),
             )
+            // Only what the test asks for: none of the runner's OTEL_* settings.
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("OTEL_"))
+                    .map(|(k, _)| (k, String::new())),
+            )
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -151,6 +159,65 @@ impl ShimUnderTest {
             client: TaskClient::new(client),
             _events_server: server,
         }
+    }
+
+    /// Create, then Start, with `metadata` on both calls.
+    pub async fn create_and_start(&self, metadata: &[(&str, &str)]) {
+        let create = CreateTaskRequest {
+            id: self.id.clone(),
+            bundle: self.bundle.display().to_string(),
+            ..Default::default()
+        };
+        self.client.create(self.ctx(metadata), &create).await.expect("Create");
+        let start = StartRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.start(self.ctx(metadata), &start).await.expect("Start");
+    }
+
+    /// Signals every process of the container.
+    pub async fn kill(&self, signal: u32, metadata: &[(&str, &str)]) {
+        let kill = KillRequest {
+            id: self.id.clone(),
+            signal,
+            all: true,
+            ..Default::default()
+        };
+        self.client.kill(self.ctx(metadata), &kill).await.expect("Kill");
+    }
+
+    pub async fn wait(&self, metadata: &[(&str, &str)]) -> WaitResponse {
+        let wait = WaitRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.wait(self.ctx(metadata), &wait).await.expect("Wait")
+    }
+
+    /// Delete, then Shutdown: the shim exits, flushing its exports.
+    pub async fn delete_and_shutdown(&self, metadata: &[(&str, &str)]) {
+        let delete = DeleteRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        self.client.delete(self.ctx(metadata), &delete).await.expect("Delete");
+        let shutdown = ShutdownRequest {
+            id: self.id.clone(),
+            ..Default::default()
+        };
+        // The shim may exit before it answers.
+        let _ = self.client.shutdown(self.ctx(metadata), &shutdown).await;
+    }
+
+    /// Waits for the shim to exit, and checks it left nothing behind.
+    pub async fn assert_gone_clean(&self) {
+        assert!(
+            crate::eventually(std::time::Duration::from_secs(10), || self.shim_processes().is_empty()).await,
+            "the shim exits: {:?}",
+            self.shim_processes()
+        );
+        assert_eq!(self.leftovers(), Vec::<String>::new());
     }
 
     /// The shim's log so far.
@@ -208,6 +275,10 @@ impl ShimUnderTest {
 
 impl Drop for ShimUnderTest {
     fn drop(&mut self) {
+        // A test that failed midway must not leave its shim (and VM) behind.
+        for pid in crate::pids_mentioning(&self.dir.join("")) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -102,9 +102,10 @@ fn stdin_is_piped_in_and_read_back() {
 #[test]
 fn a_tty_session() {
     let ctd = Containerd::start("tty");
-    // ctr needs a terminal of its own for -t: script(1) gives it one.
+    // ctr needs a terminal of its own for -t: script(1) gives it one, of a
+    // size ctr passes on to the container's pty (ResizePty).
     let ctr = ctd.run_command("tty1", &["-t"], &["sh", "-c", "tty; stty size; echo ok"]);
-    let line = format!("{:?}", ctr).replace('"', "");
+    let line = format!("stty rows 45 cols 123; {}", format!("{:?}", ctr).replace('"', ""));
     let out = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .stdin(Stdio::null())

@@ -183,3 +183,52 @@ async fn checkpoint_is_not_implemented() {
         )
         .await;
 }
+
+/// The container's memory limit, as Stats reports it.
+async fn memory_limit(shim: &ShimUnderTest) -> u64 {
+    use containerd_shim_protos::cgroups_v2::metrics::Metrics;
+    use containerd_shim_protos::protobuf::Message;
+    let req = StatsRequest {
+        id: shim.id.clone(),
+        ..Default::default()
+    };
+    let stats = shim
+        .client
+        .stats(shim.ctx(&[]), &req)
+        .await
+        .expect("Stats")
+        .stats
+        .unwrap();
+    Metrics::parse_from_bytes(&stats.value).unwrap().memory.usage_limit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_changes_the_resources_of_a_running_container() {
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+
+    let shim = ShimUnderTest::start("update", &spec(&["sleep", "300"])).await;
+    shim.create_and_start(&[]).await;
+    assert_eq!(memory_limit(&shim).await, u64::MAX, "no limit at first");
+
+    let resources = Any {
+        type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+        value: br#"{"memory":{"limit":67108864}}"#.to_vec(),
+        ..Default::default()
+    };
+    let update = UpdateTaskRequest {
+        id: shim.id.clone(),
+        resources: Some(resources).into(),
+        ..Default::default()
+    };
+    shim.client.update(shim.ctx(&[]), &update).await.expect("Update");
+    assert_eq!(
+        memory_limit(&shim).await,
+        64 << 20,
+        "the guest cgroup has the new limit"
+    );
+
+    shim.kill(9, &[]).await;
+    assert_eq!(shim.wait(&[]).await.exit_status, 137);
+    shim.delete_and_shutdown(&[]).await;
+    shim.assert_gone_clean().await;
+}

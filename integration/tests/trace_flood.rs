@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use voidbox_api::traces::FloodRequest;
+use voidbox_integration::otlp::Receiver;
 use voidbox_integration::{leftovers, vm_config};
 use voidbox_shim::guest::{rpc_context, GuestClient};
-use voidbox_shim::trace::clock::Clock;
-use voidbox_shim::trace::relay::{self, RelayStats};
+use voidbox_shim::otel::clock::Clock;
+use voidbox_shim::otel::relay::{self, RelayStats};
+use voidbox_shim::otel::{Identity, Telemetry};
 use voidbox_shim::vm::{qemu::Qemu, MicroVm};
 
 const CAPACITY: usize = 256;
@@ -91,10 +93,30 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
         "memory is bounded by the buffer: {rss_after_10k} KiB -> {rss_after_60k} KiB"
     );
 
-    // Now drain: what the buffer held arrives, with the count of the rest.
+    // Now drain: what the buffer held arrives, with the count of the rest,
+    // also as the shim's metrics, exported through its own pipeline.
+    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
+    // SAFETY (of set_var): this test is the binary's only one, and nothing
+    // else reads the environment at this point.
+    std::env::set_var(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        format!("{}/v1/metrics", otlp.endpoint()),
+    );
+    let identity = Identity {
+        container_id: "flood".into(),
+        namespace: "test".into(),
+        vm_id: "f100d".into(),
+    };
+    let telemetry = Arc::new(Telemetry::install(std::io::sink, false, &identity).expect("telemetry"));
     let sink = Arc::new(Collect::default());
     let stats = Arc::new(RelayStats::default());
-    let relay = relay::start(guest.clone(), Arc::new(Clock::default()), sink.clone(), stats.clone());
+    let relay = relay::start(
+        guest.clone(),
+        Arc::new(Clock::default()),
+        sink.clone(),
+        stats.clone(),
+        vec![opentelemetry::KeyValue::new("container.id", "flood")],
+    );
     let streaming =
         voidbox_integration::eventually(Duration::from_secs(10), || sink.0.lock().unwrap().len() >= CAPACITY).await;
     assert!(streaming, "the buffered spans stream out");
@@ -129,6 +151,25 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
     assert!(
         flood_span.attributes.iter().any(|kv| kv.key.as_str() == "i"),
         "attributes survive the buffer"
+    );
+    let t = telemetry.clone();
+    tokio::task::spawn_blocking(move || t.shutdown()).await.unwrap();
+    let counter = |name: &str| {
+        otlp.points()
+            .iter()
+            .rev()
+            .find(|p| p.name == name && p.attributes.get("container.id").map(String::as_str) == Some("flood"))
+            .map(|p| p.value as u64)
+    };
+    assert_eq!(
+        counter("voidbox.guest.spans.relayed"),
+        Some(relayed),
+        "relayed, as a metric"
+    );
+    assert_eq!(
+        counter("voidbox.guest.spans.dropped"),
+        Some(dropped),
+        "dropped, as a metric"
     );
     assert_eq!(leftovers(&state), Vec::<String>::new());
 }

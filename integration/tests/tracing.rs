@@ -51,54 +51,9 @@ const GUEST_SPANS: &[&str] = &[
 
 /// Runs one container through the v3 API with `metadata` on every call.
 async fn run_container(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
-    let create = CreateTaskRequest {
-        id: shim.id.clone(),
-        bundle: shim.bundle.display().to_string(),
-        ..Default::default()
-    };
-    shim.client.create(shim.ctx(metadata), &create).await.expect("Create");
-    shim.client
-        .start(
-            shim.ctx(metadata),
-            &StartRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Start");
-    let exited = shim
-        .client
-        .wait(
-            shim.ctx(metadata),
-            &WaitRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Wait");
-    assert_eq!(exited.exit_status, 0);
-    shim.client
-        .delete(
-            shim.ctx(metadata),
-            &DeleteRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Delete");
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(metadata),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+    shim.create_and_start(metadata).await;
+    assert_eq!(shim.wait(metadata).await.exit_status, 0);
+    shim.delete_and_shutdown(metadata).await;
 }
 
 fn uncertainty(spans: &[Span]) -> u64 {

@@ -3,58 +3,12 @@
 
 use std::time::Duration;
 
-use containerd_shim_protos::api::*;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 async fn run_container(shim: &ShimUnderTest) {
-    let create = CreateTaskRequest {
-        id: shim.id.clone(),
-        bundle: shim.bundle.display().to_string(),
-        ..Default::default()
-    };
-    shim.client.create(shim.ctx(&[]), &create).await.expect("Create");
-    shim.client
-        .start(
-            shim.ctx(&[]),
-            &StartRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Start");
-    let exited = shim
-        .client
-        .wait(
-            shim.ctx(&[]),
-            &WaitRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Wait");
-    assert_eq!(exited.exit_status, 0);
-    shim.client
-        .delete(
-            shim.ctx(&[]),
-            &DeleteRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("Delete");
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(&[]),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+    shim.create_and_start(&[]).await;
+    assert_eq!(shim.wait(&[]).await.exit_status, 0);
+    shim.delete_and_shutdown(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 pub mod assets;
 pub mod guest;
 pub mod io;
+pub mod otel;
 pub mod shim;
 pub mod task;
-pub mod trace;
 pub mod vm;

@@ -15,6 +15,7 @@ mod power;
 mod reaper;
 mod services;
 mod tasks;
+mod telemetry;
 mod trace;
 mod vsock;
 
@@ -76,14 +77,20 @@ async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<A
     let ready_clock = clock.clone();
     let on_connect = Arc::new(move || ready_clock.mark_ready());
     let boot_spans = Arc::new(trace::BootSpans::new(clock.clone()));
-    let system = services::system::SystemService::new(clock.clone(), cmdline, power_tx, boot_spans);
+    let telemetry_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let system =
+        services::system::SystemService::new(clock.clone(), cmdline, power_tx, boot_spans, telemetry_streams.clone());
+    let telemetry = telemetry::TelemetryService {
+        streams: telemetry_streams,
+    };
     let tasks = tasks::TaskService::new(reaper);
     let traces = trace::TraceService::new(spans, closing);
     let mut server = ttrpc::r#async::Server::new()
         .add_listener(vsock::dial_listener(port, on_connect))
         .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)))
         .register_service(voidbox_api::task_ttrpc::create_tasks(Arc::new(tasks)))
-        .register_service(voidbox_api::traces_ttrpc::create_traces(Arc::new(traces)));
+        .register_service(voidbox_api::traces_ttrpc::create_traces(Arc::new(traces)))
+        .register_service(voidbox_api::telemetry_ttrpc::create_telemetry(Arc::new(telemetry)));
     if let Err(e) = server.start().await {
         error!("cannot start the TTRPC server: {e}");
         return;

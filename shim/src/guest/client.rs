@@ -8,6 +8,7 @@ use ttrpc::r#async::transport::Socket;
 use voidbox_api::system::*;
 use voidbox_api::system_ttrpc::SystemClient;
 use voidbox_api::task_ttrpc::TasksClient;
+use voidbox_api::telemetry_ttrpc::TelemetryClient;
 use voidbox_api::traces_ttrpc::TracesClient;
 
 use crate::vm::VmError;
@@ -19,6 +20,7 @@ pub struct GuestClient {
     system: SystemClient,
     tasks: TasksClient,
     traces: TracesClient,
+    telemetry: TelemetryClient,
 }
 
 /// A context carrying the current span, so the guest's spans are its children.
@@ -44,7 +46,8 @@ impl GuestClient {
         GuestClient {
             system: SystemClient::new(client.clone()),
             tasks: TasksClient::new(client.clone()),
-            traces: TracesClient::new(client),
+            traces: TracesClient::new(client.clone()),
+            telemetry: TelemetryClient::new(client),
         }
     }
 
@@ -60,6 +63,11 @@ impl GuestClient {
     /// The guest's span stream.
     pub fn traces(&self) -> &TracesClient {
         &self.traces
+    }
+
+    /// The guest's telemetry stream.
+    pub fn telemetry(&self) -> &TelemetryClient {
+        &self.telemetry
     }
 
     pub async fn info(&self) -> Result<InfoResponse, VmError> {

@@ -12,10 +12,10 @@ use ttrpc::r#async::{Server, Service};
 
 use super::bootstrap::LISTENER_FD;
 use super::logging;
+use crate::otel::Identity;
+use crate::otel::Telemetry;
 use crate::task::events::Containerd;
-use crate::task::{vm_id, TaskService, TraceOptions};
-use crate::trace::Identity;
-use crate::trace::Telemetry;
+use crate::task::{vm_id, Observability, TaskService};
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -59,14 +59,20 @@ pub fn serve(flags: &Flags) -> Result<(), String> {
 async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
     let events = Containerd::connect(&ttrpc_address, &flags.namespace).await?;
-    let tracing = telemetry.guest_sink().map(|sink| TraceOptions {
-        sink,
-        guest_buffer: telemetry.config.as_ref().and_then(|c| c.guest_buffer),
-    });
-    if let Some(cfg) = &telemetry.config {
-        info!(endpoint = %cfg.endpoint, service = %cfg.service_name, "tracing on");
-    }
-    let service = Arc::new(TaskService::new(&flags.namespace, Arc::new(events), tracing));
+    let cfg = &telemetry.config;
+    let obs = Observability {
+        spans: telemetry.guest_sink(),
+        guest_buffer: cfg.guest_buffer,
+        telemetry: telemetry.metrics().then_some(cfg.sample_interval),
+    };
+    info!(
+        traces = %cfg.traces.as_deref().unwrap_or("off"),
+        metrics = %cfg.metrics.as_deref().unwrap_or("off"),
+        logs = %cfg.logs.as_deref().unwrap_or("off"),
+        service = %cfg.service_name,
+        "OpenTelemetry export"
+    );
+    let service = Arc::new(TaskService::new(&flags.namespace, Arc::new(events), obs));
     let mut exit = service.exit_requested();
 
     // SAFETY: `start` put a listening unix socket on this descriptor for us

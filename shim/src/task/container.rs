@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::task::JoinHandle;
 
@@ -12,12 +13,17 @@ use super::process::Process;
 use super::rootfs::Rootfs;
 use crate::guest::GuestClient;
 use crate::io::StreamMux;
-use crate::trace::clock::Clock;
-use crate::trace::relay::RelayStats;
+use crate::otel::clock::Clock;
+use crate::otel::relay::RelayStats;
 use crate::vm::MicroVm;
 
 pub struct Container {
     pub id: String,
+    pub vm_id: String,
+    /// When Create arrived: container start latency runs from here.
+    pub received: Instant,
+    /// Counted in the live-VM gauge until teardown.
+    pub live: AtomicBool,
     pub bundle: PathBuf,
     pub vm: Arc<MicroVm>,
     pub guest: GuestClient,

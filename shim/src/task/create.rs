@@ -3,11 +3,12 @@
 //! BundleTransfer, IOSetup, TaskCreate.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::CreateTaskRequest;
+use opentelemetry::KeyValue;
 use sha2::{Digest, Sha256};
 use tracing::{info, info_span, warn, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -23,9 +24,11 @@ use super::rootfs::Rootfs;
 use crate::assets;
 use crate::guest::{rpc_context, GuestClient};
 use crate::io::{IoPaths, ProcessIo, StreamMux};
-use crate::trace::clock::Clock;
-use crate::trace::relay::{self, GuestSink, RelayStats};
-use crate::trace::spans::traced;
+use crate::otel::clock::{Clock, Sample};
+use crate::otel::guest_metrics;
+use crate::otel::metrics::{self, vm_attrs};
+use crate::otel::relay::{self, GuestSink, RelayStats};
+use crate::otel::spans::traced;
 use crate::vm::{select, Backend, MicroVm, Share, VmConfig, VmError};
 
 /// The virtio-fs tag of the container's root filesystem.
@@ -48,22 +51,24 @@ pub fn state_dir(namespace: &str, id: &str) -> std::path::PathBuf {
     assets::state_root().join(vm_id(namespace, id))
 }
 
-/// What tracing adds to a container, when it is on.
-#[derive(Clone)]
-pub struct TraceOptions {
-    pub sink: GuestSink,
+/// What observability adds to a container: the guest's spans when tracing
+/// is on, the guest's telemetry when metrics are on.
+#[derive(Clone, Default)]
+pub struct Observability {
+    /// Where the guest's spans go.
+    pub spans: Option<GuestSink>,
+    /// The guest span buffer's capacity, if not the default.
     pub guest_buffer: Option<usize>,
+    /// How often the guest samples its telemetry.
+    pub telemetry: Option<Duration>,
 }
 
 fn rpc_err(method: &'static str) -> impl Fn(ttrpc::Error) -> ShimError {
     move |source| VmError::Rpc { method, source }.into()
 }
 
-pub async fn create(
-    namespace: &str,
-    req: &CreateTaskRequest,
-    tracing: Option<&TraceOptions>,
-) -> Result<Arc<Container>> {
+pub async fn create(namespace: &str, req: &CreateTaskRequest, obs: &Observability) -> Result<Arc<Container>> {
+    let received = Instant::now();
     if !req.checkpoint.is_empty() {
         return Err(ShimError::Unimplemented(
             "restore from a checkpoint is not implemented by voidbox".into(),
@@ -82,8 +87,10 @@ pub async fn create(
     })
     .await?;
 
+    let vm_id = vm_id(namespace, &req.id);
+    let attrs = vm_attrs(&req.id, &vm_id);
     let mut config = VmConfig::new(
-        &req.id,
+        &vm_id,
         assets::kernel(),
         assets::guest_root(),
         state_dir(namespace, &req.id),
@@ -101,15 +108,15 @@ pub async fn create(
             .extra_cmdline
             .extend(extra.split_whitespace().map(str::to_string));
     }
-    if let Some(t) = tracing {
+    if obs.spans.is_some() {
         config.extra_cmdline.push("voidbox.trace=1".into());
-        if let Some(n) = t.guest_buffer {
+        if let Some(n) = obs.guest_buffer {
             config.extra_cmdline.push(format!("voidbox.trace_buffer={n}"));
         }
     }
     let boot_span = info_span!(
         "VMBoot",
-        vm.id = %vm_id(namespace, &req.id),
+        vm.id = %vm_id,
         vm.backend = backend.name(),
         vm.vcpus = config.vcpus,
         vm.memory_mib = config.memory_mib,
@@ -117,7 +124,14 @@ pub async fn create(
         vm.image = %config.root.path().display(),
     );
     let clock = Arc::new(Clock::default());
-    let (vm, guest) = traced(boot_span.clone(), boot(backend, config, clock.clone(), boot_span)).await?;
+    let mut boot_attrs = attrs.clone();
+    boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
+    let (vm, guest) = traced(
+        boot_span.clone(),
+        boot(backend, config, clock.clone(), boot_span, boot_attrs),
+    )
+    .await?;
+    metrics::get().live_vms.add(1, &attrs);
 
     let relay_stats = Arc::new(RelayStats::default());
     let mux = StreamMux::new();
@@ -130,6 +144,9 @@ pub async fn create(
     let init = Process::new("", paths.clone(), Vec::new());
     let container = Arc::new(Container {
         id: req.id.clone(),
+        vm_id: vm_id.clone(),
+        received,
+        live: AtomicBool::new(true),
         bundle: bundle.path.clone(),
         vm: vm.clone(),
         guest: guest.clone(),
@@ -145,15 +162,30 @@ pub async fn create(
         relay_stats: relay_stats.clone(),
         tasks: Mutex::new(vec![tokio::spawn(mux.clone().serve(vm.clone()))]),
     });
-    if let Some(t) = tracing {
+    if let Some(sink) = &obs.spans {
         // Spans the guest made before this point wait in its buffer.
-        *container.relay.lock().expect("relay lock") =
-            Some(relay::start(guest.clone(), clock.clone(), t.sink.clone(), relay_stats));
-        container
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .push(tokio::spawn(resync_clock(guest.clone(), clock, vm.clone())));
+        *container.relay.lock().expect("relay lock") = Some(relay::start(
+            guest.clone(),
+            clock.clone(),
+            sink.clone(),
+            relay_stats,
+            attrs.clone(),
+        ));
+    }
+    {
+        let mut tasks = container.tasks.lock().expect("tasks lock");
+        if obs.spans.is_some() || obs.telemetry.is_some() {
+            tasks.push(tokio::spawn(resync_clock(
+                guest.clone(),
+                clock,
+                vm.clone(),
+                attrs.clone(),
+            )));
+        }
+        // The guest samples only while this stream is open.
+        if let Some(interval) = obs.telemetry {
+            tasks.push(guest_metrics::start(guest.clone(), interval, attrs.clone()));
+        }
     }
 
     let created = async {
@@ -217,12 +249,22 @@ async fn boot(
     config: VmConfig,
     clock: Arc<Clock>,
     span: Span,
+    attrs: Vec<KeyValue>,
 ) -> Result<(Arc<MicroVm>, GuestClient)> {
+    let m = metrics::get();
+    let phase = |name: &'static str, since: Instant| {
+        let mut a = attrs.clone();
+        a.push(KeyValue::new("phase", name));
+        m.boot.record(since.elapsed().as_secs_f64(), &a);
+    };
+    let begun = Instant::now();
     let vm = Arc::new(
         MicroVm::start(backend, config)
             .instrument(info_span!("VMSpawn"))
             .await?,
     );
+    phase("spawn", begun);
+    let t = Instant::now();
     let guest = match vm.connect_guest().instrument(info_span!("WaitForReady")).await {
         Ok(g) => g,
         Err(e) => {
@@ -230,6 +272,8 @@ async fn boot(
             return Err(e.into());
         }
     };
+    phase("ready", t);
+    let t = Instant::now();
     let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
     let (before, after) = match synced {
         Ok(s) => s,
@@ -238,6 +282,9 @@ async fn boot(
             return Err(e.into());
         }
     };
+    phase("clock_sync", t);
+    phase("total", begun);
+    record_clock(&after, &attrs);
     span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
     span.set_attribute("clock.offset_ns", after.offset_ns);
     span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
@@ -254,15 +301,22 @@ async fn boot(
     Ok((vm, guest))
 }
 
+fn record_clock(s: &Sample, attrs: &[KeyValue]) {
+    let m = metrics::get();
+    m.clock_offset.record(s.offset_ns as f64 / 1e9, attrs);
+    m.clock_uncertainty.record(s.uncertainty_ns as f64 / 1e9, attrs);
+}
+
 /// Keeps measuring the guest clock: an emulated clock drifts.
-async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>) {
+async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>, attrs: Vec<KeyValue>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CLOCK_RESYNC) => {}
             _ = vm.wait() => return,
         }
-        if clock.remeasure(&guest).await.is_err() {
-            return;
+        match clock.remeasure(&guest).await {
+            Ok(s) => record_clock(&s, &attrs),
+            Err(_) => return,
         }
     }
 }
@@ -273,6 +327,20 @@ pub async fn teardown(container: &Container) {
     if container.vm.try_exit().is_none() {
         // A last sample for the spans of the container's end.
         let _ = container.clock.remeasure(&container.guest).await;
+        match container
+            .guest
+            .system()
+            .info(rpc_context(false), &InfoRequest::new())
+            .await
+        {
+            Ok(info) => info!(
+                id = %container.id,
+                telemetry_streams = info.telemetry_streams,
+                "guest telemetry streams opened: {}",
+                info.telemetry_streams
+            ),
+            Err(e) => warn!(id = %container.id, "guest info: {e}"),
+        }
         let exit = container.vm.shutdown(&container.guest, SHUTDOWN_GRACE).await;
         if !exit.is_clean() {
             warn!(id = %container.id, "VM of container did not power off cleanly: {exit}");
@@ -283,6 +351,11 @@ pub async fn teardown(container: &Container) {
         if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
             warn!(id = %container.id, "the guest's span stream did not end in time");
         }
+    }
+    if container.live.swap(false, Ordering::Relaxed) {
+        metrics::get()
+            .live_vms
+            .add(-1, &vm_attrs(&container.id, &container.vm_id));
     }
     container.rootfs.lock().expect("rootfs lock").unmount();
 }

@@ -12,7 +12,8 @@ mod process;
 mod rootfs;
 mod service;
 
-pub use create::{state_dir, vm_id, TraceOptions};
+pub use container::Container;
+pub use create::{create, state_dir, teardown, vm_id, Observability};
 pub use error::ShimError;
 pub use exits::VM_GONE_STATUS;
 pub use rootfs::unmount_all;

@@ -23,7 +23,7 @@ use voidbox_api::otel::propagation::extract;
 use voidbox_api::task as guest;
 
 use super::container::Container;
-use super::create::{self, teardown, TraceOptions};
+use super::create::{self, teardown, Observability};
 use super::error::{ttrpc, Result, ShimError};
 use super::events::Publisher;
 use super::exits::{self, timestamp};
@@ -31,13 +31,13 @@ use super::metrics;
 use super::process::{Process, Status as ProcStatus};
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, ProcessIo};
-use crate::trace::spans::{self, traced};
+use crate::otel::spans::{self, traced};
 use crate::vm::VmError;
 
 pub struct TaskService {
     namespace: String,
     events: Arc<dyn Publisher>,
-    tracing: Option<TraceOptions>,
+    obs: Observability,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Root spans of containers whose caller propagates no trace context.
     roots: Mutex<HashMap<String, Span>>,
@@ -50,11 +50,11 @@ fn rpc<T>(method: &'static str, r: ttrpc::Result<T>) -> Result<T> {
 }
 
 impl TaskService {
-    pub fn new(namespace: &str, events: Arc<dyn Publisher>, tracing: Option<TraceOptions>) -> Self {
+    pub fn new(namespace: &str, events: Arc<dyn Publisher>, obs: Observability) -> Self {
         TaskService {
             namespace: namespace.to_string(),
             events,
-            tracing,
+            obs,
             containers: Mutex::new(HashMap::new()),
             roots: Mutex::new(HashMap::new()),
             exit: watch::channel(false).0,
@@ -99,7 +99,7 @@ impl TaskService {
         if self.containers.lock().expect("containers lock").contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
-        let container = create::create(&self.namespace, &req, self.tracing.as_ref()).await?;
+        let container = create::create(&self.namespace, &req, &self.obs).await?;
         exits::relay_guest_events(&container, self.events.clone());
         let pid = container.init.pid();
         self.containers
@@ -173,6 +173,10 @@ impl TaskService {
         p.set_running();
         exits::watch(&c, &p, self.events.clone());
         if req.exec_id.is_empty() {
+            crate::otel::metrics::get().start.record(
+                c.received.elapsed().as_secs_f64(),
+                &crate::otel::metrics::vm_attrs(&c.id, &c.vm_id),
+            );
             let event = TaskStart {
                 container_id: c.id.clone(),
                 pid: resp.pid,

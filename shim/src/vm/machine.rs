@@ -11,7 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::console::tail;
+use super::console::{tail, Follower};
 use super::exit::VmExit;
 use super::process::{FirstExit, ProcessSet};
 use super::{Backend, VmConfig, VmError};
@@ -19,6 +19,8 @@ use crate::guest::GuestClient;
 
 const CONSOLE_LINES: usize = 30;
 const HELPER_EXIT_GRACE: Duration = Duration::from_millis(500);
+/// How often the guest console is read into the shim's log.
+const CONSOLE_POLL: Duration = Duration::from_millis(200);
 
 pub struct MicroVm {
     config: VmConfig,
@@ -197,9 +199,20 @@ async fn monitor(
     requested: Arc<AtomicBool>,
     exit_tx: watch::Sender<Option<VmExit>>,
 ) {
-    let killed = tokio::select! {
-        first = procs.first_exit() => Some(first),
-        _ = kill.wait_for(|k| *k) => None,
+    // The guest console goes to the shim's log as it comes, line by line.
+    let mut console = Follower::new(&console_log);
+    let mut tick = tokio::time::interval(CONSOLE_POLL);
+    let log_console = |console: &mut Follower, flush: bool| {
+        for line in console.drain(flush) {
+            info!(target: "voidbox::guest", "[vm:{id}] {line}");
+        }
+    };
+    let killed = loop {
+        tokio::select! {
+            first = procs.first_exit() => break Some(first),
+            _ = kill.wait_for(|k| *k) => break None,
+            _ = tick.tick() => log_console(&mut console, false),
+        }
     };
     let first = match killed {
         // vhost-user helpers quit when the VMM disconnects, so a helper exit
@@ -228,6 +241,7 @@ async fn monitor(
         }
     };
     procs.kill_all().await;
+    log_console(&mut console, true);
     drop(state_dir);
     info!(vm = %id, "VM ended: {exit}");
     let _ = exit_tx.send(Some(exit));

@@ -104,12 +104,14 @@ impl ProcessSet {
         self.vmm.as_ref().and_then(|m| m.child.id())
     }
 
-    /// Waits until helper `index` has created `socket`, failing early if it exits.
+    /// Waits until helper `index` listens on `socket`, failing early if it
+    /// exits. The file appears at bind(), before listen(): a VMM connecting
+    /// in between is refused, so the listening state itself is checked.
     pub async fn wait_for_socket(&mut self, index: usize, socket: &Path, timeout: Duration) -> Result<(), VmError> {
         let start = Instant::now();
         let helper = &mut self.helpers[index];
         loop {
-            if socket.exists() {
+            if socket.exists() && listening(socket) {
                 return Ok(());
             }
             if let Ok(Some(status)) = helper.child.try_wait() {
@@ -189,5 +191,52 @@ impl ProcessSet {
         for m in self.vmm.iter_mut().chain(self.helpers.iter_mut()) {
             let _ = m.child.wait().await;
         }
+    }
+}
+
+/// `__SO_ACCEPTCON` in /proc/net/unix's Flags column: a listening socket.
+const ACCEPTCON: u32 = 1 << 16;
+
+/// Whether a unix socket bound at `path` is listening. Probing with
+/// connect() would not do: a vhost-user backend takes its first connection
+/// as its frontend.
+fn listening(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    is_listening(&table, &path.to_string_lossy())
+}
+
+fn is_listening(table: &str, path: &str) -> bool {
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8
+            && fields[7..].join(" ") == path
+            && u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & ACCEPTCON != 0)
+    })
+}
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+
+    #[test]
+    fn a_bound_socket_is_not_listening_until_listen() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+                     0000000000000000: 00000002 00000000 00000000 0001 01 101 /run/a.sock\n\
+                     0000000000000000: 00000002 00000000 00010000 0001 01 102 /run/b.sock\n";
+        assert!(!is_listening(table, "/run/a.sock"));
+        assert!(is_listening(table, "/run/b.sock"));
+        assert!(!is_listening(table, "/run/c.sock"));
+    }
+
+    #[test]
+    fn sees_a_real_listener() {
+        let dir = std::env::temp_dir().join(format!("voidbox-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(listening(&path));
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

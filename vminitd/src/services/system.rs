@@ -1,6 +1,7 @@
 //! `voidbox.system.v1.System`: identity, boot times, mounts and power.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,15 +26,23 @@ pub struct SystemService {
     cmdline: Cmdline,
     power: mpsc::Sender<()>,
     boot_spans: Arc<BootSpans>,
+    telemetry_streams: Arc<AtomicU64>,
 }
 
 impl SystemService {
-    pub fn new(clock: Arc<BootClock>, cmdline: Cmdline, power: mpsc::Sender<()>, boot_spans: Arc<BootSpans>) -> Self {
+    pub fn new(
+        clock: Arc<BootClock>,
+        cmdline: Cmdline,
+        power: mpsc::Sender<()>,
+        boot_spans: Arc<BootSpans>,
+        telemetry_streams: Arc<AtomicU64>,
+    ) -> Self {
         SystemService {
             clock,
             cmdline,
             power,
             boot_spans,
+            telemetry_streams,
         }
     }
 }
@@ -67,6 +76,8 @@ impl System for SystemService {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
             memory_total_bytes: sysinfo.ram_total(),
+            telemetry_streams: self.telemetry_streams.load(Ordering::SeqCst),
+            vminitd_cpu_ns: crate::telemetry::sample::own_cpu_ns(),
             ..Default::default()
         })
     }

@@ -10,3 +10,4 @@ mod spec;
 mod stdio;
 
 pub use service::TaskService;
+pub use spec::CGROUP_PARENT;

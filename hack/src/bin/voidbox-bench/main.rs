@@ -2,10 +2,14 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container]
+//!   voidbox-bench [--boots N] [boot] [container] [telemetry]
 
 mod boot;
 mod container;
+mod telemetry;
+
+/// Idle/sampling window pairs of the telemetry suite.
+const TELEMETRY_ROUNDS: usize = 3;
 
 fn main() {
     let mut boots = 7;
@@ -20,12 +24,12 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" => suites.push(arg),
+            "boot" | "container" | "telemetry" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites = vec!["boot".to_string(), "container".to_string()];
+        suites = vec!["boot".to_string(), "container".to_string(), "telemetry".to_string()];
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -39,6 +43,7 @@ fn main() {
         let result = match suite.as_str() {
             "boot" => rt.block_on(boot::run(boots)),
             "container" => container::run_suite(&rt, boots),
+            "telemetry" => rt.block_on(telemetry::run(TELEMETRY_ROUNDS)),
             _ => unreachable!(),
         };
         if let Err(e) = result {

@@ -1,18 +1,11 @@
-//! An OTLP/HTTP receiver for tests and tools: a small HTTP/1.1 server that
-//! decodes `ExportTraceServiceRequest` protobuf bodies with opentelemetry-proto
-//! and keeps every span with its resource's service name.
+//! Spans: flattened from OTLP export requests, OTLP/JSON files and Jaeger's
+//! HTTP API answers.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use prost::Message;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+
+use super::{attrs, hex};
 
 /// One received span, flattened for assertions.
 #[derive(Debug, Clone)]
@@ -30,25 +23,6 @@ pub struct Span {
     /// 0 unset, 1 ok, 2 error.
     pub status_code: i32,
     pub status_message: String,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn value(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match v.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => s.clone(),
-        Some(Value::BoolValue(b)) => b.to_string(),
-        Some(Value::IntValue(i)) => i.to_string(),
-        Some(Value::DoubleValue(d)) => d.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn attrs(kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> HashMap<String, String> {
-    kvs.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect()
 }
 
 /// Flattens an export request into spans.
@@ -76,130 +50,6 @@ pub fn flatten(req: &ExportTraceServiceRequest) -> Vec<Span> {
         }
     }
     out
-}
-
-#[derive(Default)]
-struct Store {
-    requests: Vec<ExportTraceServiceRequest>,
-}
-
-pub struct Receiver {
-    pub addr: SocketAddr,
-    store: Arc<Mutex<Store>>,
-    task: JoinHandle<()>,
-}
-
-impl Receiver {
-    /// Listens on `addr` ("127.0.0.1:0" for any free port).
-    pub async fn start(addr: &str) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let store = Arc::new(Mutex::new(Store::default()));
-        let s = store.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(serve(conn, s.clone()));
-            }
-        });
-        Ok(Receiver { addr, store, task })
-    }
-
-    /// The base URL for OTEL_EXPORTER_OTLP_ENDPOINT.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn spans(&self) -> Vec<Span> {
-        self.store.lock().unwrap().requests.iter().flat_map(flatten).collect()
-    }
-
-    /// Every request received, as OTLP JSON-ready messages.
-    pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
-        self.store.lock().unwrap().requests.clone()
-    }
-
-    /// Waits until `cond` holds for the received spans.
-    pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&[Span]) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if cond(&self.spans()) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// HTTP/1.1 with keep-alive: request line, headers, a Content-Length or
-/// chunked body; every request gets 200 and an empty protobuf response.
-async fn serve(conn: TcpStream, store: Arc<Mutex<Store>>) {
-    let mut conn = BufReader::new(conn);
-    loop {
-        let mut line = String::new();
-        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
-        }
-        let mut length = 0usize;
-        let mut chunked = false;
-        loop {
-            let mut h = String::new();
-            if conn.read_line(&mut h).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "content-length" => length = v.trim().parse().unwrap_or(0),
-                    "transfer-encoding" => chunked = v.trim().eq_ignore_ascii_case("chunked"),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                let mut size = String::new();
-                conn.read_line(&mut size).await.ok();
-                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-                let mut chunk = vec![0u8; n + 2];
-                if conn.read_exact(&mut chunk).await.is_err() {
-                    return;
-                }
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else {
-            body.resize(length, 0);
-            if conn.read_exact(&mut body).await.is_err() {
-                return;
-            }
-        }
-        let status = match ExportTraceServiceRequest::decode(body.as_slice()) {
-            Ok(req) if line.starts_with("POST") => {
-                store.lock().unwrap().requests.push(req);
-                "200 OK"
-            }
-            _ => "400 Bad Request",
-        };
-        let reply = format!("HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
-        if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// OTLP/JSON lines: one `ExportTraceServiceRequest` a line, as the

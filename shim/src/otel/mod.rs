@@ -1,13 +1,17 @@
 //! OpenTelemetry: the shim's own spans, the guest's spans relayed across the
-//! VM boundary, and the propagation that makes them one trace.
+//! VM boundary and the propagation that makes them one trace; metrics of the
+//! shim and of the guest; logs that carry the trace.
 
 pub mod clock;
 pub mod config;
 mod export;
+pub mod guest_metrics;
+mod logfmt;
+pub mod metrics;
 pub mod relay;
 mod setup;
 pub mod spans;
 
-pub use config::TraceConfig;
+pub use config::OtelConfig;
 pub use export::ExportStats;
 pub use setup::{Identity, Telemetry};

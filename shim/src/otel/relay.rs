@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SpanProcessor;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -12,6 +13,7 @@ use voidbox_api::otel::from_wire;
 use voidbox_api::traces::StreamRequest;
 
 use super::clock::Clock;
+use super::metrics;
 use crate::guest::{rpc_context, GuestClient};
 
 /// Where guest spans are exported (one per shim).
@@ -26,9 +28,17 @@ pub struct RelayStats {
     pub capacity: AtomicU64,
 }
 
-/// Streams the guest's spans until the guest ends the stream.
-pub fn start(guest: GuestClient, clock: Arc<Clock>, sink: GuestSink, stats: Arc<RelayStats>) -> JoinHandle<()> {
+/// Streams the guest's spans until the guest ends the stream. `attrs`
+/// label the relayed and dropped counters.
+pub fn start(
+    guest: GuestClient,
+    clock: Arc<Clock>,
+    sink: GuestSink,
+    stats: Arc<RelayStats>,
+    attrs: Vec<KeyValue>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let m = metrics::get();
         let mut stream = match guest.traces().stream(rpc_context(true), &StreamRequest::new()).await {
             Ok(s) => s,
             Err(e) => return warn!("guest span stream: {e}"),
@@ -43,9 +53,11 @@ pub fn start(guest: GuestClient, clock: Arc<Clock>, sink: GuestSink, stats: Arc<
                         }
                     }
                     stats.relayed.fetch_add(batch.spans.len() as u64, Ordering::Relaxed);
+                    m.spans_relayed.add(batch.spans.len() as u64, &attrs);
                     let before = stats.dropped.swap(batch.dropped_total, Ordering::Relaxed);
                     stats.capacity.store(batch.capacity, Ordering::Relaxed);
                     if batch.dropped_total > before {
+                        m.spans_dropped.add(batch.dropped_total - before, &attrs);
                         warn!(
                             dropped = batch.dropped_total,
                             capacity = batch.capacity,

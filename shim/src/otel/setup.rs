@@ -1,0 +1,190 @@
+//! Installing telemetry: logs always; traces, metrics and logs over OTLP
+//! when their endpoints are set.
+//!
+//! Traces come in two pipelines on one endpoint: the shim's spans (service
+//! `voidbox`, or `OTEL_SERVICE_NAME`) through the tracing subscriber, and the
+//! guest's (service `voidbox-vm`), which arrive already finished. Every
+//! pipeline batches on the tokio runtime with bounded queues.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_sdk::logs::log_processor_with_async_runtime::BatchLogProcessor;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use super::config::{OtelConfig, GUEST_SERVICE};
+use super::export::{CountingExporter, CountingLogExporter, CountingMetricExporter, ExportStats};
+use super::logfmt::LogFormat;
+use super::relay::GuestSink;
+
+/// How long shutdown waits for what is still queued, per pipeline.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const QUEUE: usize = 4096;
+
+/// What the shim's telemetry is attached to.
+pub struct Identity {
+    pub container_id: String,
+    pub namespace: String,
+    pub vm_id: String,
+}
+
+pub struct Telemetry {
+    pub config: OtelConfig,
+    tracer: Option<SdkTracerProvider>,
+    guest: Option<Arc<BatchSpanProcessor<Tokio>>>,
+    meter: Option<SdkMeterProvider>,
+    logger: Option<SdkLoggerProvider>,
+    pub stats: Arc<ExportStats>,
+}
+
+fn resource(service: &str, id: &Identity) -> Resource {
+    Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", service.to_string()),
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            // One shim per container: its series must not collide with
+            // other shims' (Prometheus makes this the `instance` label).
+            KeyValue::new("service.instance.id", id.vm_id.clone()),
+            KeyValue::new("container.id", id.container_id.clone()),
+            KeyValue::new("voidbox.namespace", id.namespace.clone()),
+            KeyValue::new("voidbox.vm.id", id.vm_id.clone()),
+        ])
+        .build()
+}
+
+fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor<Tokio> {
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(QUEUE)
+        .with_scheduled_delay(Duration::from_millis(500))
+        .with_max_export_timeout(super::export::REQUEST_TIMEOUT)
+        .build();
+    BatchSpanProcessor::builder(exporter, Tokio)
+        .with_batch_config(config)
+        .build()
+}
+
+/// Log records from the exporters' own HTTP stack would feed themselves.
+fn bridge_filter() -> EnvFilter {
+    EnvFilter::new("info,hyper=off,hyper_util=off,reqwest=off,h2=off,rustls=off,opentelemetry=off")
+}
+
+impl Telemetry {
+    /// Installs the global subscriber (and meter provider). `logs` is where
+    /// log lines go. Must be called inside the tokio runtime.
+    pub fn install<W>(logs: W, debug: bool, id: &Identity) -> Result<Telemetry, String>
+    where
+        W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+    {
+        let config = OtelConfig::from_env()?;
+        let level = if debug { "debug" } else { "info" };
+        let filter = EnvFilter::try_from_env("VOIDBOX_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(logs)
+            .with_ansi(false)
+            .event_format(LogFormat { vm: id.vm_id.clone() })
+            .with_filter(filter);
+        let stats = Arc::new(ExportStats::default());
+        let shim = resource(&config.service_name, id);
+
+        let (tracer, guest, otel) = match &config.traces {
+            Some(endpoint) => {
+                let provider = SdkTracerProvider::builder()
+                    .with_resource(shim.clone())
+                    .with_span_processor(batch(CountingExporter::new(endpoint, stats.clone())?))
+                    .build();
+                let layer = tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("voidbox-shim"))
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+                let mut guest_exporter = CountingExporter::new(endpoint, stats.clone())?;
+                guest_exporter.set_resource(&resource(GUEST_SERVICE, id));
+                (Some(provider), Some(Arc::new(batch(guest_exporter))), Some(layer))
+            }
+            None => (None, None, None),
+        };
+        let meter = match &config.metrics {
+            Some(endpoint) => {
+                let reader = PeriodicReader::builder(CountingMetricExporter::new(endpoint, stats.clone())?, Tokio)
+                    .with_interval(config.metric_interval)
+                    .build();
+                let provider = SdkMeterProvider::builder()
+                    .with_resource(shim.clone())
+                    .with_reader(reader)
+                    .build();
+                opentelemetry::global::set_meter_provider(provider.clone());
+                Some(provider)
+            }
+            None => None,
+        };
+        let (logger, bridge) = match &config.logs {
+            Some(endpoint) => {
+                let processor =
+                    BatchLogProcessor::builder(CountingLogExporter::new(endpoint, stats.clone())?, Tokio).build();
+                let provider = SdkLoggerProvider::builder()
+                    .with_resource(shim)
+                    .with_log_processor(processor)
+                    .build();
+                let bridge = OpenTelemetryTracingBridge::new(&provider).with_filter(bridge_filter());
+                (Some(provider), Some(bridge))
+            }
+            None => (None, None),
+        };
+        // RPC latency is timed from the RPC spans, when metrics are on.
+        let timer = meter.as_ref().map(|_| super::metrics::RpcTimer);
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(otel)
+            .with(bridge)
+            .with(timer)
+            .init();
+        Ok(Telemetry {
+            config,
+            tracer,
+            guest,
+            meter,
+            logger,
+            stats,
+        })
+    }
+
+    pub fn tracing(&self) -> bool {
+        self.tracer.is_some()
+    }
+
+    pub fn metrics(&self) -> bool {
+        self.meter.is_some()
+    }
+
+    /// Where the guest's spans go, when tracing is on.
+    pub fn guest_sink(&self) -> Option<GuestSink> {
+        self.guest.clone().map(|g| g as GuestSink)
+    }
+
+    /// Flushes what is queued, waiting at most FLUSH_TIMEOUT per pipeline.
+    /// Blocks: call it from a blocking thread.
+    pub fn shutdown(&self) {
+        if let Some(guest) = &self.guest {
+            let _ = guest.shutdown_with_timeout(FLUSH_TIMEOUT);
+        }
+        if let Some(p) = &self.tracer {
+            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        }
+        if let Some(p) = &self.meter {
+            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        }
+        if let Some(p) = &self.logger {
+            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        }
+    }
+}
