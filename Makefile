@@ -57,7 +57,8 @@ test: deps kernel guest-bins image-verify lint
 test-libkrun:
 	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
-			--test vm --test containerd --test task_v3 --test tracing; \
+			--test vm --test containerd --test task_v3 --test tracing \
+			--test pod_network --test cri_pod; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi

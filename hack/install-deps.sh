@@ -18,6 +18,9 @@ packages=(
     cpio erofs-utils
     # tests and tools
     iproute2 procps
+    # CRI tests: the CNI plugins containerd's CRI plugin networks pods with
+    # (/usr/lib/cni), and protoc, which the k8s-cri crate's build script runs
+    containernetworking-plugins protobuf-compiler
 )
 
 missing=()

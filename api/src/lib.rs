@@ -18,6 +18,10 @@ pub mod system_ttrpc {
     include!(concat!(env!("OUT_DIR"), "/gen/system_ttrpc.rs"));
 }
 
+/// Where the guest mounts each virtio-fs share, by tag: the host rewrites
+/// the paths of containers' volumes to point under it.
+pub const SHARES_DIR: &str = "/run/voidbox/shares";
+
 /// Guest port vminitd dials on the host for stdio streams.
 pub const STDIO_PORT: u32 = 1025;
 

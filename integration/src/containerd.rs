@@ -2,7 +2,7 @@
 //! socket, started and stopped by the test. The host's containerd is never
 //! touched. The voidbox shim is found on its PATH (the cargo target dir).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,17 @@ impl Containerd {
             "{} missing: build the workspace first (make test does)",
             shim.display()
         );
+        let c = Self::launch(name, env, |_, _| {
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_string()
+        });
+        let image = busybox_tarball(&c.dir);
+        c.import_image(NAMESPACE, "localhost/busybox", &image);
+        c
+    }
+
+    /// Starts containerd `name` with the config `plugins(dir, state)` adds to
+    /// the common part (top-level keys first, then tables), and waits for it.
+    pub(crate) fn launch(name: &str, env: &[(&str, &str)], plugins: impl FnOnce(&Path, &Path) -> String) -> Containerd {
         let tag = format!("{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("voidbox-ctd-{tag}"));
         // State holds sockets: keep it short.
@@ -53,10 +64,11 @@ impl Containerd {
         std::fs::create_dir_all(&state).unwrap();
         let socket = state.join("c.sock");
         let config = dir.join("config.toml");
+        let extra = plugins(&dir, &state);
         std::fs::write(
             &config,
             format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{extra}\
                  [grpc]\n  address = \"{socket}\"\n[debug]\n  level = \"debug\"\n",
                 root = dir.join("root").display(),
                 state = state.join("ctd").display(),
@@ -101,20 +113,28 @@ impl Containerd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let image = busybox_tarball(&c.dir);
-        let out = c.ctr(&[
-            "image",
-            "import",
-            "--base-name",
-            "localhost/busybox",
-            image.to_str().unwrap(),
-        ]);
+        c
+    }
+
+    /// `ctr -n namespace image import --base-name base_name tarball`.
+    pub fn import_image(&self, namespace: &str, base_name: &str, tarball: &Path) {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", namespace, "image", "import", "--base-name", base_name])
+            .arg(tarball)
+            .output()
+            .expect("run ctr");
         assert!(
             out.status.success(),
             "image import: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        c
+    }
+
+    /// containerd's own pid (its command line names our directory too).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Where the VMs of this containerd's shims keep their state.
@@ -155,8 +175,12 @@ impl Drop for Containerd {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        // Snapshot mounts live under root; nothing may stay mounted.
-        for mount in crate::mounts_mentioning(&self.dir) {
+        // Snapshot mounts live under root, a failed test's rootfs, shm and
+        // netns mounts under state; nothing may stay mounted.
+        for mount in [&self.dir, &self.state]
+            .into_iter()
+            .flat_map(|d| crate::mounts_mentioning(d))
+        {
             if let Some(target) = mount.split_whitespace().nth(4) {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
             }
@@ -260,10 +284,6 @@ impl Containerd {
 
     /// Asserts that, once every container is gone, nothing of it remains.
     pub fn assert_clean(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.leftovers().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert_eq!(self.leftovers(), Vec::<String>::new(), "left behind");
+        crate::assert_nothing_left(|| self.leftovers());
     }
 }

@@ -1,5 +1,6 @@
 //! A busybox OCI image built locally from Debian's busybox-static, written as
-//! an OCI layout tarball that `ctr image import` takes. Nothing is pulled.
+//! an OCI layout tarball that `ctr image import` takes, and the pause image CRI
+//! needs, made from the same layer. Nothing is pulled.
 
 use std::path::{Path, PathBuf};
 
@@ -83,13 +84,41 @@ pub fn unpack_busybox(dir: &Path) {
         .expect("unpack busybox layer");
 }
 
+/// The pause image CRI runs as each pod's sandbox: a shell that sleeps until
+/// told to stop, and exits 0 on SIGTERM/SIGINT (as PID 1 it needs the trap).
+pub const PAUSE_ENTRYPOINT: &[&str] = &[
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+];
+
 /// Writes the OCI layout tarball of the busybox image into `dir`.
 pub fn busybox_tarball(dir: &Path) -> PathBuf {
+    busybox_image_tarball(dir, "busybox-oci.tar", &[], &["sh"])
+}
+
+/// Writes the pause image (busybox with `PAUSE_ENTRYPOINT`) into `dir`.
+pub fn pause_tarball(dir: &Path) -> PathBuf {
+    busybox_image_tarball(dir, "pause-oci.tar", PAUSE_ENTRYPOINT, &[])
+}
+
+/// Writes an OCI layout tarball `dir/file` of the busybox layer with the given
+/// Entrypoint and Cmd (either may be empty, and is then left out).
+pub fn busybox_image_tarball(dir: &Path, file: &str, entrypoint: &[&str], cmd: &[&str]) -> PathBuf {
     let layer = layer();
+    // Keys in sorted order: the busybox image's bytes (and digest) stay as they were.
+    let mut image_config = serde_json::Map::new();
+    if !cmd.is_empty() {
+        image_config.insert("Cmd".into(), json!(cmd));
+    }
+    if !entrypoint.is_empty() {
+        image_config.insert("Entrypoint".into(), json!(entrypoint));
+    }
+    image_config.insert("Env".into(), json!(["PATH=/usr/bin:/bin"]));
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/bin:/bin"]},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [digest(&layer)]},
     }))
     .unwrap();
@@ -111,7 +140,7 @@ pub fn busybox_tarball(dir: &Path) -> PathBuf {
     }))
     .unwrap();
 
-    let path = dir.join("busybox-oci.tar");
+    let path = dir.join(file);
     let mut tar = tar::Builder::new(std::fs::File::create(&path).expect("create image tarball"));
     let mut add = |name: &str, body: &[u8]| {
         let mut h = header(name, tar::EntryType::Regular, 0o644, body.len() as u64);

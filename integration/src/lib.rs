@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests: VM configs built from the
 //! assets `make test` prepares, and checks that nothing was left behind.
 
+pub mod cni;
 pub mod containerd;
+pub mod containerd_cri;
+pub mod cri;
+pub mod fake_cni;
 pub mod image;
 pub mod otlp;
 pub mod shim_client;
@@ -55,7 +59,7 @@ pub fn pids_mentioning(needle: &Path) -> Vec<i32> {
     processes(needle).into_iter().map(|(pid, _)| pid).collect()
 }
 
-fn processes(needle: &Path) -> Vec<(i32, String)> {
+pub(crate) fn processes(needle: &Path) -> Vec<(i32, String)> {
     let needle = needle.to_string_lossy().into_owned();
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -112,4 +116,28 @@ pub async fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     cond()
+}
+
+/// Waits up to 15 s (teardown is asynchronous) for `leftovers` to come back
+/// empty, then asserts it is.
+pub fn assert_nothing_left(leftovers: impl Fn() -> Vec<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(leftovers(), Vec::<String>::new(), "left behind");
+}
+
+/// An HTTP/1.0 GET of `/` over plain TCP, as any client on the host would
+/// make it; the response body.
+pub async fn http_get(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n").await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or(response))
 }

@@ -161,6 +161,16 @@ impl ShimUnderTest {
         }
     }
 
+    /// Another bundle beside the first (a pod's other container, say):
+    /// busybox rootfs and `config`. Returns its path.
+    pub fn add_bundle(&self, name: &str, config: &serde_json::Value) -> PathBuf {
+        let bundle = self.dir.join(name);
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        crate::image::unpack_busybox(&bundle.join("rootfs"));
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        bundle
+    }
+
     /// Create, then Start, with `metadata` on both calls.
     pub async fn create_and_start(&self, metadata: &[(&str, &str)]) {
         let create = CreateTaskRequest {

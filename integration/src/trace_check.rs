@@ -98,3 +98,52 @@ pub fn missing(spans: &[Span], service: &str, want: &[&str]) -> Vec<String> {
         .map(|w| w.to_string())
         .collect()
 }
+
+/// `span`'s ancestors in the trace, nearest first.
+pub fn ancestors<'a>(spans: &'a [Span], span: &Span) -> Vec<&'a Span> {
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let mut out = Vec::new();
+    let mut parent = span.parent_span_id.as_str();
+    while let Some(p) = by_id.get(parent) {
+        out.push(*p);
+        parent = p.parent_span_id.as_str();
+        if out.len() > spans.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// The shim's Create span of container `id`.
+pub fn create_of<'a>(spans: &'a [Span], id: &str) -> Option<&'a Span> {
+    spans.iter().find(|s| {
+        s.service == SHIM && s.name == "Create" && s.attributes.get("container.id").map(String::as_str) == Some(id)
+    })
+}
+
+/// A pod's trace: exactly one VMBoot, under the sandbox's Create; each
+/// member's Create without one; each member's guest work in the trace.
+pub fn pod_shape(spans: &[Span], sandbox: &str, members: &[&str]) -> Result<(), String> {
+    let boots: Vec<&Span> = spans.iter().filter(|s| s.name == "VMBoot").collect();
+    if boots.len() != 1 {
+        return Err(format!("{} VMBoot spans, not one", boots.len()));
+    }
+    let sandbox_create = create_of(spans, sandbox).ok_or("no Create span of the sandbox")?;
+    if !ancestors(spans, boots[0])
+        .iter()
+        .any(|a| a.span_id == sandbox_create.span_id)
+    {
+        return Err("VMBoot is not under the sandbox's Create".into());
+    }
+    for id in members {
+        create_of(spans, id).ok_or_else(|| format!("no Create span of {id}"))?;
+        let guest = spans
+            .iter()
+            .find(|s| s.name == "task.create" && s.attributes.get("container.id").map(String::as_str) == Some(*id))
+            .ok_or_else(|| format!("no guest task.create of {id}"))?;
+        if !ancestors(spans, guest).iter().any(|a| a.name == "Create") {
+            return Err(format!("the guest's task.create of {id} is not under a Create"));
+        }
+    }
+    Ok(())
+}

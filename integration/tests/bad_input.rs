@@ -59,13 +59,14 @@ async fn a_guest_that_never_gets_ready_times_out_with_its_console() {
     let mut config = vm_config("neverready");
     // vminitd dials a port nobody listens on, so it never reaches the host.
     config.extra_cmdline.push("voidbox.port=4000".into());
-    config.ready_timeout = Duration::from_secs(4);
+    // Long enough for a loaded machine's guest to get as far as dialing.
+    config.ready_timeout = Duration::from_secs(8);
     let state = config.state_dir.clone();
     let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
     let err = vm.connect_guest().await.err().expect("must time out");
     assert!(matches!(err, VmError::ReadyTimeout { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("did not become ready within 4s"), "{msg}");
+    assert!(msg.contains("did not become ready within 8s"), "{msg}");
     assert!(
         msg.contains("dialing host vsock port 4000"),
         "the console tail shows why: {msg}"

@@ -51,6 +51,52 @@ fn remove(ctd: &Containerd, id: &str) {
 }
 
 #[test]
+fn host_directories_are_shared_into_the_vm_read_write_or_read_only() {
+    let ctd = Containerd::start("volume");
+    let data = ctd.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in"), "from the host\n").unwrap();
+    let rw = format!("type=bind,src={},dst=/data,options=rbind:rw", data.display());
+    let out = ctd
+        .run_command(
+            "vol-rw",
+            &["--mount", &rw],
+            &["sh", "-c", "cat /data/in && echo from-vm > /data/out"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, &ctd), "from the host\n");
+    assert_eq!(std::fs::read_to_string(data.join("out")).unwrap(), "from-vm\n");
+    let ro = format!("type=bind,src={},dst=/data,options=rbind:ro", data.display());
+    let out = ctd
+        .run_command("vol-ro", &["--mount", &ro], &["sh", "-c", "echo x > /data/out"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a read-only volume refused the write");
+    assert!(
+        text(&out.stdout).contains("Read-only file system") || text(&out.stderr).contains("Read-only"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let missing = format!(
+        "type=bind,src={},dst=/data,options=rbind",
+        ctd.dir.join("nope").display()
+    );
+    let out = ctd
+        .run_command("vol-missing", &["--mount", &missing], &["true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("volume") && text(&out.stderr).contains("nope"),
+        "{}",
+        text(&out.stderr)
+    );
+    ctd.assert_clean();
+}
+
+#[test]
 fn echo_hello_and_exit_codes() {
     let ctd = Containerd::start("echo");
     let events = ctd.events();

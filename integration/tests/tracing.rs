@@ -242,3 +242,123 @@ async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
     guest_inside_host_parents(&spans, uncertainty(&spans)).unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
     drop(ctd);
 }
+
+/// A pod as containerd 2.x drives it: the sandbox, then a container that
+/// joins its VM, every call carrying the client's context. One trace under
+/// the client's span; the VM boot belongs to the sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_containers_share_the_client_trace_and_the_vm_boot_is_the_sandboxs() {
+    let netns = voidbox_integration::fake_cni::FakeCni::new();
+    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let sandbox_id = format!("podtrace-{}", std::process::id());
+    let mut sandbox = spec(&["sleep", "300"]);
+    sandbox["annotations"] = serde_json::json!({
+        "io.kubernetes.cri.container-type": "sandbox",
+        "io.kubernetes.cri.sandbox-id": sandbox_id,
+        "io.kubernetes.cri.sandbox-name": "traced-pod",
+    });
+    sandbox["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+        {"type": "network", "path": netns.path()},
+    ]);
+    let shim = ShimUnderTest::start_with_env("podtrace", &sandbox, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    assert_eq!(shim.id, sandbox_id);
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let md = [("traceparent", traceparent.as_str())];
+    shim.create_and_start(&md).await;
+    let pause_pid = shim
+        .client
+        .state(
+            shim.ctx(&md),
+            &StateRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .pid;
+
+    let member_id = format!("{sandbox_id}-app");
+    let mut member = spec(&["sh", "-c", "cat /sys/class/net/eth0/address"]);
+    member["annotations"] = serde_json::json!({
+        "io.kubernetes.cri.container-type": "container",
+        "io.kubernetes.cri.sandbox-id": sandbox_id,
+    });
+    member["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid"}, {"type": "mount"},
+        {"type": "network", "path": format!("/proc/{pause_pid}/ns/net")},
+        {"type": "ipc", "path": format!("/proc/{pause_pid}/ns/ipc")},
+        {"type": "uts", "path": format!("/proc/{pause_pid}/ns/uts")},
+    ]);
+    let bundle = shim.add_bundle("app", &member);
+    let (stdout, out) = shim.fifo("app-stdout");
+    let create = CreateTaskRequest {
+        id: member_id.clone(),
+        bundle: bundle.display().to_string(),
+        stdout,
+        ..Default::default()
+    };
+    shim.client
+        .create(shim.ctx(&md), &create)
+        .await
+        .expect("Create the pod's container");
+    let id = |id: &str| StartRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    shim.client.start(shim.ctx(&md), &id(&member_id)).await.expect("Start");
+    let wait = WaitRequest {
+        id: member_id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(shim.client.wait(shim.ctx(&md), &wait).await.unwrap().exit_status, 0);
+    let delete = DeleteRequest {
+        id: member_id.clone(),
+        ..Default::default()
+    };
+    shim.client
+        .delete(shim.ctx(&md), &delete)
+        .await
+        .expect("Delete the pod's container");
+    // The container saw the pod's interface: the VM's, with the veth's MAC.
+    let mut mac = String::new();
+    use std::io::Read;
+    let mut out = out;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !mac.contains('\n') && std::time::Instant::now() < deadline {
+        let mut buf = [0u8; 64];
+        if let Ok(n) = out.read(&mut buf) {
+            mac.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mac.trim(), "02:42:0a:d5:00:02");
+
+    shim.kill(9, &md).await;
+    shim.wait(&md).await;
+    shim.delete_and_shutdown(&md).await;
+    shim.assert_gone_clean().await;
+    assert!(!netns.links_in_netns().contains("vbtap0"), "the tap is gone");
+
+    assert!(
+        otlp.wait_for(Duration::from_secs(5), |s| s
+            .iter()
+            .filter(|s| s.name == "Delete")
+            .count()
+            >= 2)
+            .await,
+        "spans arrive"
+    );
+    let spans = otlp.spans();
+    let tree = Tree::new(&spans).waterfall(40);
+    assert_eq!(one_trace(&spans).unwrap(), CLIENT_TRACE, "{tree}");
+    assert!(
+        roots(&spans).iter().all(|(_, parent)| parent == CLIENT_SPAN),
+        "every root is a child of the client's span:\n{tree}"
+    );
+    pod_shape(&spans, &sandbox_id, &[&member_id]).unwrap_or_else(|e| panic!("{e}\n{tree}"));
+    assert!(spans.iter().any(|s| s.name == "NetworkAttach"), "{tree}");
+    assert!(spans.iter().any(|s| s.name == "network.configure"), "{tree}");
+}

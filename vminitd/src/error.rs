@@ -18,6 +18,8 @@ pub enum Error {
     },
     #[error("{what}: {source}")]
     Sys { what: &'static str, source: nix::Error },
+    #[error("{what}: {source}")]
+    Net { what: String, source: nix::Error },
     #[error("invalid request: {0}")]
     Invalid(String),
 }

@@ -54,6 +54,11 @@ impl KrunApi for Libkrun {
     fn add_virtiofs(&mut self, ctx: u32, tag: &CString, path: &CString) -> i32 {
         unsafe { krun::krun_add_virtiofs(ctx, tag.as_ptr(), path.as_ptr()) }
     }
+    fn add_net_tap(&mut self, ctx: u32, tap: &CString, mac: &[u8; 6]) -> i32 {
+        // No offload features, no DHCP: the guest takes the pod's address
+        // from vminitd, and a plain tap needs no vnet header agreement.
+        unsafe { krun::krun_add_net_tap(ctx, tap.as_ptr(), mac.as_ptr(), 0, 0) }
+    }
     fn set_console_output(&mut self, ctx: u32, path: &CString) -> i32 {
         unsafe { krun::krun_set_console_output(ctx, path.as_ptr()) }
     }

@@ -3,6 +3,7 @@
 //! is none (containerd 1.6), of the container's own root span, so that one
 //! container is one trace either way.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use opentelemetry::trace::{Status, TraceContextExt};
@@ -11,6 +12,7 @@ use tracing::{info_span, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use voidbox_api::otel::propagation::{extract, Metadata};
 
+use crate::task::pod::{SANDBOX_NAME, SANDBOX_NAMESPACE};
 use crate::task::ShimError;
 
 /// The span of task RPC `name` for container `id`.
@@ -28,9 +30,29 @@ pub fn rpc(name: &'static str, id: &str, metadata: &Metadata, root: Option<Conte
     span
 }
 
-/// The root span of a container whose caller propagates no context.
-pub fn container_root(id: &str) -> Span {
-    info_span!(parent: None, "container", otel.name = "Container", container.id = %id)
+/// The root span of a container whose caller propagates no context: a root
+/// itself, or a child of its pod's root span. `kind` is standalone,
+/// sandbox or container.
+pub fn container_root(id: &str, pod: Option<&Span>, kind: &str) -> Span {
+    let span =
+        info_span!(parent: None, "container", otel.name = "Container", container.id = %id, container.kind = kind);
+    if let Some(pod) = pod {
+        let _ = span.set_parent(pod.context());
+    }
+    span
+}
+
+/// The root span of a pod (opened with its sandbox), from CRI's annotations.
+pub fn pod_root(sandbox_id: &str, annotations: &HashMap<String, String>) -> Span {
+    let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
+    info_span!(
+        parent: None,
+        "pod",
+        otel.name = "Pod",
+        k8s.pod.name = %get(SANDBOX_NAME),
+        k8s.namespace.name = %get(SANDBOX_NAMESPACE),
+        pod.sandbox_id = %sandbox_id,
+    )
 }
 
 /// Marks `span` failed with `err`.

@@ -18,6 +18,8 @@ use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
 use containerd_shim_protos::protobuf::Message;
 use sha2::{Digest, Sha256};
 
+use crate::task::pod;
+
 /// The descriptor the server finds its listening socket on.
 pub const LISTENER_FD: i32 = 3;
 /// Where shim sockets go unless containerd names a directory (≥ 2.3) or
@@ -78,23 +80,23 @@ fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
     })
 }
 
-/// The socket of a legacy-protocol shim (which gets no socket_dir).
-pub fn default_socket(flags: &Flags) -> PathBuf {
+/// The socket of a legacy-protocol shim (which gets no socket_dir) serving
+/// `group`.
+pub fn default_socket(flags: &Flags, group: &str) -> PathBuf {
     let params = BootstrapParams {
         instance_id: flags.id.clone(),
         namespace: flags.namespace.clone(),
         containerd_grpc_address: flags.address.clone(),
         ..Default::default()
     };
-    socket_path(&default_socket_dir(), &params)
+    socket_path(&default_socket_dir(), &params, group)
 }
 
-/// One socket per (containerd, namespace, id), short enough for sun_path.
-fn socket_path(dir: &Path, params: &BootstrapParams) -> PathBuf {
-    let key = format!(
-        "{}/{}/{}",
-        params.containerd_grpc_address, params.namespace, params.instance_id
-    );
+/// One socket per (containerd, namespace, group), short enough for
+/// sun_path. The group is the container's id, or its pod sandbox's: a pod's
+/// containers share their sandbox's shim.
+fn socket_path(dir: &Path, params: &BootstrapParams, group: &str) -> PathBuf {
+    let key = format!("{}/{}/{}", params.containerd_grpc_address, params.namespace, group);
     let digest = Sha256::digest(key.as_bytes());
     dir.join(digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
 }
@@ -112,15 +114,24 @@ pub fn start(flags: &Flags) -> Result<(), String> {
         .map(PathBuf::from)
         .unwrap_or_else(default_socket_dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let socket = socket_path(&dir, p);
+    // containerd runs `start` in the bundle.
+    let group = pod::group(&p.instance_id, &pod::annotations(Path::new(".")));
+    let socket = socket_path(&dir, p, &group);
     let address = format!("unix://{}", socket.display());
 
     if socket.exists() {
         if UnixStream::connect(&socket).is_ok() {
-            // A server for this task already runs: containerd may retry start.
+            // The pod's shim, or this task's if containerd retries start.
+            std::fs::write("address", &address).map_err(|e| format!("write address file: {e}"))?;
             return reply(&start, &address);
         }
         let _ = std::fs::remove_file(&socket);
+    }
+    if group != p.instance_id {
+        return Err(format!(
+            "container {} belongs to pod sandbox {group}, which has no running shim",
+            p.instance_id
+        ));
     }
     let listener = UnixListener::bind(&socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
 
@@ -226,7 +237,7 @@ mod tests {
             instance_id: "x".repeat(76),
             ..Default::default()
         };
-        let path = socket_path(Path::new(DEFAULT_SOCKET_DIR), &p);
+        let path = socket_path(Path::new(DEFAULT_SOCKET_DIR), &p, &p.instance_id);
         assert!(path.as_os_str().len() < 60, "{}", path.display());
     }
 }

@@ -8,7 +8,7 @@ use containerd_shim::Flags;
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::Message;
 
-use crate::task::{state_dir, unmount_all};
+use crate::task::{pod, shared_dir, state_dir, unmount_all};
 
 pub fn delete(flags: &Flags) -> Result<(), String> {
     let bundle = if flags.bundle.is_empty() {
@@ -20,9 +20,24 @@ pub fn delete(flags: &Flags) -> Result<(), String> {
     if is_mountpoint(&rootfs) {
         unmount_all(&rootfs);
     }
-    let _ = std::fs::remove_dir_all(state_dir(&flags.namespace, &flags.id));
-    // A server that died (or never served) leaves its socket behind.
-    let _ = std::fs::remove_file(super::bootstrap::default_socket(flags));
+    let group = pod::group(&flags.id, &pod::annotations(&bundle));
+    let shared = shared_dir(&flags.namespace, &group);
+    if group == flags.id {
+        // The VM's: its shared directory and state.
+        unmount_all(&shared);
+        let _ = std::fs::remove_dir_all(&shared);
+        let _ = std::fs::remove_dir_all(state_dir(&flags.namespace, &flags.id));
+    } else {
+        // A pod container's corner of the pod's shared directory.
+        unmount_all(&shared.join(&flags.id));
+        let _ = std::fs::remove_dir_all(shared.join(&flags.id));
+    }
+    // A server that died (or never served) leaves its socket behind; a
+    // pod's shim that still serves keeps it.
+    let socket = super::bootstrap::default_socket(flags, &group);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        let _ = std::fs::remove_file(socket);
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

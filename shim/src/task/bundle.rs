@@ -6,26 +6,31 @@ use oci_spec::runtime::Spec;
 use serde_json::Value;
 
 use super::error::{Result, ShimError};
+use super::pod::Role;
 
-/// A loaded bundle: the parsed spec, and the spec to send to the guest.
+/// A loaded bundle: the parsed spec, and the raw JSON the guest's copy is
+/// made from (unknown fields kept).
 pub struct Bundle {
     pub path: PathBuf,
     pub spec: Spec,
-    pub guest_spec: Vec<u8>,
+    raw: Value,
 }
 
 impl Bundle {
     pub fn load(path: &Path) -> Result<Bundle> {
         let config = path.join("config.json");
-        let raw = std::fs::read(&config)
+        let bytes = std::fs::read(&config)
             .map_err(|e| ShimError::InvalidArgument(format!("cannot read {}: {e}", config.display())))?;
-        let spec: Spec = serde_json::from_slice(&raw)
+        let spec: Spec = serde_json::from_slice(&bytes)
             .map_err(|e| ShimError::InvalidArgument(format!("invalid config.json in {}: {e}", path.display())))?;
-        check(&spec)?;
+        if spec.process().is_none() {
+            return Err(ShimError::InvalidArgument("config.json has no process to run".into()));
+        }
+        let raw = serde_json::from_slice(&bytes).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         Ok(Bundle {
             path: path.to_path_buf(),
-            guest_spec: guest_spec(&raw)?,
             spec,
+            raw,
         })
     }
 
@@ -47,50 +52,118 @@ impl Bundle {
     pub fn annotations(&self) -> std::collections::HashMap<String, String> {
         self.spec.annotations().clone().unwrap_or_default()
     }
-}
 
-/// Refuses what a VM cannot give: host paths inside the container.
-fn check(spec: &Spec) -> Result<()> {
-    if spec.process().is_none() {
-        return Err(ShimError::InvalidArgument("config.json has no process to run".into()));
+    /// Checks that the guest can give the container what its spec asks,
+    /// before anything is started for it.
+    pub fn check(&self, role: &Role) -> Result<()> {
+        self.namespaces(role).map(|_| ())
     }
-    for m in spec.mounts().iter().flatten() {
-        let bind =
-            m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
-        if bind {
-            return Err(ShimError::InvalidArgument(format!(
-                "mount {}: bind mounts of host paths ({}) cannot reach a container in a VM",
-                m.destination().display(),
-                m.source().as_ref().map(|s| s.display().to_string()).unwrap_or_default()
-            )));
-        }
-    }
-    if let Some(linux) = spec.linux() {
-        for ns in linux.namespaces().iter().flatten() {
-            if let Some(path) = ns.path() {
-                return Err(ShimError::InvalidArgument(format!(
-                    "{:?} namespace {}: joining a host namespace is impossible in a VM",
-                    ns.typ(),
-                    path.display()
-                )));
+
+    /// The spec as the guest gets it:
+    /// - host bind mounts (volumes, and CRI's /etc/hosts, resolv.conf,
+    ///   hostname, /dev/shm) come through the shared directory: `share`
+    ///   binds each source there and says where the guest sees it;
+    /// - a pod's containers use the VM's network namespace (where its
+    ///   interface is), and join the sandbox's other namespaces by the
+    ///   guest paths CRI gave (/proc/<sandbox pid>/ns/...);
+    /// - the host's LSM labels go: the guest kernel has no LSM;
+    /// - OCI hooks go: they are host programs, and the namespaces and pids
+    ///   they would be handed are the guest's.
+    pub fn guest_spec(&self, role: &Role, mut share: impl FnMut(&Path) -> Result<String>) -> Result<Vec<u8>> {
+        let mut v = self.raw.clone();
+        let namespaces = self.namespaces(role)?;
+        if let Some(hooks) = v.as_object_mut().and_then(|o| o.remove("hooks")) {
+            let kinds: Vec<&String> = hooks.as_object().map(|h| h.keys().collect()).unwrap_or_default();
+            if !kinds.is_empty() {
+                tracing::warn!(
+                    ?kinds,
+                    "OCI hooks are host programs: voidbox does not run them for a container in a VM"
+                );
             }
         }
+        if let Some(process) = v.get_mut("process").and_then(Value::as_object_mut) {
+            process.remove("apparmorProfile");
+            process.remove("selinuxLabel");
+        }
+        if let Some(linux) = v.get_mut("linux").and_then(Value::as_object_mut) {
+            linux.remove("mountLabel");
+            if linux.contains_key("namespaces") {
+                linux.insert("namespaces".into(), Value::Array(namespaces));
+            }
+        }
+        if let Some(mounts) = v.get_mut("mounts").and_then(Value::as_array_mut) {
+            for m in mounts.iter_mut() {
+                let bind = m.get("type").and_then(Value::as_str) == Some("bind")
+                    || m.get("options")
+                        .and_then(Value::as_array)
+                        .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
+                let source = m.get("source").and_then(Value::as_str).map(PathBuf::from);
+                if let (true, Some(source)) = (bind, source) {
+                    let guest = share(&source)?;
+                    m["source"] = Value::String(guest);
+                }
+            }
+        }
+        Ok(serde_json::to_vec(&v).expect("a Value serializes"))
     }
-    Ok(())
+
+    /// The namespaces the guest's container gets (see guest_spec).
+    fn namespaces(&self, role: &Role) -> Result<Vec<Value>> {
+        let list = self
+            .raw
+            .pointer("/linux/namespaces")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for ns in list {
+            let typ = ns.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+            let path = ns.get("path").and_then(Value::as_str).filter(|p| !p.is_empty());
+            match (path, role.in_pod()) {
+                (None, _) => out.push(ns),
+                // The pod's network is the VM's own: CNI's namespace is on the host.
+                (Some(_), true) if typ == "network" => {}
+                (Some(p), true) if is_guest_ns_path(p) => out.push(ns),
+                (Some(p), _) => {
+                    return Err(ShimError::InvalidArgument(format!(
+                        "{typ} namespace {p}: joining a host namespace is impossible in a VM"
+                    )))
+                }
+            }
+        }
+        if matches!(role, Role::Sandbox) && !out.iter().any(|ns| ns["type"] == "network") && !self.has_netns_path() {
+            return Err(ShimError::InvalidArgument(
+                "a pod on the host's network (hostNetwork) cannot run in a VM: it gets the pod's own network".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The host network namespace CNI set up for a pod, if the spec names one.
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        self.raw
+            .pointer("/linux/namespaces")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|ns| ns["type"] == "network")
+            .and_then(|ns| ns.get("path")?.as_str())
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    }
+
+    fn has_netns_path(&self) -> bool {
+        self.netns_path().is_some()
+    }
 }
 
-/// The spec as the guest gets it: without the host's LSM labels, which mean
-/// nothing in a guest kernel that has no LSM.
-fn guest_spec(raw: &[u8]) -> Result<Vec<u8>> {
-    let mut v: Value = serde_json::from_slice(raw).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
-    if let Some(process) = v.get_mut("process").and_then(Value::as_object_mut) {
-        process.remove("apparmorProfile");
-        process.remove("selinuxLabel");
-    }
-    if let Some(linux) = v.get_mut("linux").and_then(Value::as_object_mut) {
-        linux.remove("mountLabel");
-    }
-    Ok(serde_json::to_vec(&v).expect("a Value serializes"))
+/// `/proc/<pid>/ns/<type>`: a namespace of a process in the same VM (CRI
+/// gives the sandbox's pid, which the shim reported from the guest).
+fn is_guest_ns_path(path: &str) -> bool {
+    let mut parts = path.strip_prefix("/proc/").unwrap_or("").split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(pid), Some("ns"), Some(t), None) if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) && !t.is_empty()
+    )
 }
 
 #[cfg(test)]
@@ -104,6 +177,12 @@ mod tests {
         dir
     }
 
+    fn spec_with(extra: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","process":{{"user":{{"uid":0,"gid":0}},"cwd":"/","args":["sh"],"apparmorProfile":"p"}},"root":{{"path":"rootfs"}}{extra}}}"#
+        )
+    }
+
     #[test]
     fn invalid_json_is_named() {
         let dir = bundle_with("{\"ociVersion\": ");
@@ -112,16 +191,65 @@ mod tests {
     }
 
     #[test]
-    fn labels_are_dropped_and_binds_refused() {
-        let ok = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh"],"apparmorProfile":"p"},"root":{"path":"rootfs"},"linux":{"mountLabel":"x"}}"#;
-        let b = Bundle::load(&bundle_with(ok)).unwrap();
-        let g: Value = serde_json::from_slice(&b.guest_spec).unwrap();
+    fn labels_go_and_binds_come_through_the_share() {
+        let b = Bundle::load(&bundle_with(&spec_with(
+            r#","hooks":{"createRuntime":[{"path":"/usr/local/bin/nerdctl"}]},"linux":{"mountLabel":"x"},"mounts":[{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/data","type":"bind","source":"/srv","options":["rbind","ro"]}]"#,
+        )))
+        .unwrap();
+        let mut seen = Vec::new();
+        let g: Value = serde_json::from_slice(
+            &b.guest_spec(&Role::Standalone, |p| {
+                seen.push(p.to_path_buf());
+                Ok("/run/voidbox/shares/shared/c/volumes/0".into())
+            })
+            .unwrap(),
+        )
+        .unwrap();
         assert!(g["process"].get("apparmorProfile").is_none());
         assert!(g["linux"].get("mountLabel").is_none());
+        assert!(g.get("hooks").is_none(), "host hooks do not reach the guest");
+        assert_eq!(seen, vec![PathBuf::from("/srv")]);
+        assert_eq!(g["mounts"][1]["source"], "/run/voidbox/shares/shared/c/volumes/0");
+        assert_eq!(g["mounts"][1]["options"][1], "ro");
+        assert_eq!(g["mounts"][0]["source"], "proc");
         assert!(b.rootfs().ends_with("rootfs"));
+    }
 
-        let bind = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"cwd":"/","args":["sh"]},"root":{"path":"rootfs"},"mounts":[{"destination":"/data","type":"bind","source":"/srv","options":["rbind"]}]}"#;
-        let msg = Bundle::load(&bundle_with(bind)).err().unwrap().to_string();
-        assert!(msg.contains("bind mounts of host paths (/srv)"), "{msg}");
+    #[test]
+    fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
+        let sandbox = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"},{"type":"ipc"}]}"#,
+        )))
+        .unwrap();
+        assert_eq!(sandbox.netns_path(), Some(PathBuf::from("/var/run/netns/cni-1")));
+        let g: Value =
+            serde_json::from_slice(&sandbox.guest_spec(&Role::Sandbox, |_| unreachable!()).unwrap()).unwrap();
+        assert_eq!(
+            g["linux"]["namespaces"],
+            serde_json::json!([{"type":"pid"},{"type":"ipc"}])
+        );
+        let msg = sandbox.check(&Role::Standalone).unwrap_err().to_string();
+        assert!(msg.contains("joining a host namespace is impossible"), "{msg}");
+
+        let member = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"network","path":"/proc/7/ns/net"},{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"}]}"#,
+        )))
+        .unwrap();
+        let role = Role::Member { sandbox_id: "p".into() };
+        let g: Value = serde_json::from_slice(&member.guest_spec(&role, |_| unreachable!()).unwrap()).unwrap();
+        assert_eq!(
+            g["linux"]["namespaces"],
+            serde_json::json!([{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"}])
+        );
+        let host = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"ipc","path":"/var/run/ipc/x"}]}"#,
+        )))
+        .unwrap();
+        assert!(host.check(&role).is_err());
+
+        let host_network =
+            Bundle::load(&bundle_with(&spec_with(r#","linux":{"namespaces":[{"type":"pid"}]}"#))).unwrap();
+        let msg = host_network.check(&Role::Sandbox).unwrap_err().to_string();
+        assert!(msg.contains("hostNetwork"), "{msg}");
     }
 }

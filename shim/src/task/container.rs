@@ -1,4 +1,4 @@
-//! A container and the VM it runs in.
+//! A container, and the sandbox (VM) it runs in.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,26 +9,20 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use super::error::{Result, ShimError};
+use super::pod::Role;
 use super::process::Process;
 use super::rootfs::Rootfs;
-use crate::guest::GuestClient;
-use crate::io::StreamMux;
-use crate::otel::clock::Clock;
-use crate::otel::relay::RelayStats;
-use crate::vm::MicroVm;
+use super::sandbox::Sandbox;
+use super::shared::ContainerShare;
 
 pub struct Container {
     pub id: String,
-    pub vm_id: String,
-    /// When Create arrived: container start latency runs from here.
-    pub received: Instant,
-    /// Counted in the live-VM gauge until teardown.
-    pub live: AtomicBool,
     pub bundle: PathBuf,
-    pub vm: Arc<MicroVm>,
-    pub guest: GuestClient,
-    pub mux: Arc<StreamMux>,
+    pub role: Role,
+    pub sandbox: Arc<Sandbox>,
     pub rootfs: Mutex<Rootfs>,
+    /// The container's root and volumes in the sandbox's shared directory.
+    pub share: ContainerShare,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     pub paused: AtomicBool,
@@ -36,11 +30,9 @@ pub struct Container {
     pub deleting: AtomicBool,
     /// OOM kills the guest reported while the container ran.
     pub ooms: AtomicU64,
-    /// The guest clock against the host's, for rebasing guest spans.
-    pub clock: Arc<Clock>,
-    /// The guest span relay, when tracing is on; teardown waits for its end.
-    pub relay: Mutex<Option<JoinHandle<()>>>,
-    pub relay_stats: Arc<RelayStats>,
+    /// When Create arrived: container start latency runs from here.
+    pub received: Instant,
+    /// Exit watchers.
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -56,6 +48,26 @@ impl Container {
             .get(exec_id)
             .cloned()
             .ok_or_else(|| ShimError::NotFound(format!("exec {exec_id} of container {} not found", self.id)))
+    }
+
+    /// Whether this container's end is its VM's end (a pod's sandbox, or a
+    /// container on its own).
+    pub fn owns_vm(&self) -> bool {
+        !matches!(self.role, Role::Member { .. })
+    }
+
+    pub fn guest(&self) -> &crate::guest::GuestClient {
+        &self.sandbox.guest
+    }
+
+    pub fn vm(&self) -> &Arc<crate::vm::MicroVm> {
+        &self.sandbox.vm
+    }
+
+    /// Unmounts what the container put in the share and its rootfs.
+    pub fn release_files(&self) {
+        self.share.remove();
+        self.rootfs.lock().expect("rootfs lock").unmount();
     }
 }
 

@@ -16,7 +16,11 @@ use voidbox_api::task::{event, EventsRequest, WaitRequest};
 use super::container::Container;
 use super::events::Publisher;
 use super::process::Process;
+use super::sandbox::Sandbox;
 use crate::guest::rpc_context;
+
+/// The containers of a shim, by id, shared with the event relays.
+pub type Containers = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Container>>>>;
 
 /// The exit status of processes whose VM ended under them.
 pub const VM_GONE_STATUS: u32 = 255;
@@ -45,14 +49,14 @@ pub fn watch(container: &Arc<Container>, process: &Arc<Process>, events: Arc<dyn
                 ..Default::default()
             };
             let (status, oom) = tokio::select! {
-                r = c.guest.tasks().wait(rpc_context(true), &req) => match r {
+                r = c.guest().tasks().wait(rpc_context(true), &req) => match r {
                     Ok(r) => (r.exit_status, r.oom_killed),
                     Err(e) => {
                         warn!(id = %c.id, exec = %p.exec_id, "waiting for the process: {e}");
                         (VM_GONE_STATUS, false)
                     }
                 },
-                exit = c.vm.wait() => {
+                exit = c.vm().wait() => {
                     if !c.deleting.load(Ordering::SeqCst) {
                         error!(id = %c.id, exec = %p.exec_id, "the VM ended under a running process: {exit}");
                     }
@@ -99,25 +103,26 @@ async fn publish_oom(c: &Container, events: &dyn Publisher) {
     events.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(oom)).await;
 }
 
-/// Relays the guest's own events (OOM kills) for the container's lifetime.
-pub fn relay_guest_events(container: &Arc<Container>, events: Arc<dyn Publisher>) {
-    let c = container.clone();
+/// Relays the guest's own events (OOM kills) to the containers they name,
+/// for the sandbox's lifetime.
+pub fn relay_guest_events(sandbox: &Arc<Sandbox>, containers: Containers, events: Arc<dyn Publisher>) {
+    let guest = sandbox.guest.clone();
+    let id = sandbox.id.clone();
     let task = tokio::spawn(async move {
-        let mut stream = match c
-            .guest
-            .tasks()
-            .events(rpc_context(true), &EventsRequest::default())
-            .await
-        {
+        let mut stream = match guest.tasks().events(rpc_context(true), &EventsRequest::default()).await {
             Ok(s) => s,
-            Err(e) => return warn!(id = %c.id, "guest events stream: {e}"),
+            Err(e) => return warn!(sandbox = %id, "guest events stream: {e}"),
         };
         while let Ok(Some(event)) = stream.recv().await {
-            if event.id == c.id && matches!(event.kind, Some(event::Kind::Oom(_))) {
+            if !matches!(event.kind, Some(event::Kind::Oom(_))) {
+                continue;
+            }
+            let c = containers.lock().expect("containers lock").get(&event.id).cloned();
+            if let Some(c) = c {
                 c.ooms.fetch_add(1, Ordering::SeqCst);
                 publish_oom(&c, events.as_ref()).await;
             }
         }
     });
-    container.tasks.lock().expect("tasks lock").push(task);
+    sandbox.tasks.lock().expect("tasks lock").push(task);
 }

@@ -23,12 +23,15 @@ use voidbox_api::otel::propagation::extract;
 use voidbox_api::task as guest;
 
 use super::container::Container;
-use super::create::{self, teardown, Observability};
+use super::create::{self, Sandboxes};
 use super::error::{ttrpc, Result, ShimError};
 use super::events::Publisher;
+use super::exits::Containers;
 use super::exits::{self, timestamp};
 use super::metrics;
+use super::pod::{self, Role};
 use super::process::{Process, Status as ProcStatus};
+use super::sandbox::Observability;
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, ProcessIo};
 use crate::otel::spans::{self, traced};
@@ -38,9 +41,12 @@ pub struct TaskService {
     namespace: String,
     events: Arc<dyn Publisher>,
     obs: Observability,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    containers: Containers,
+    sandboxes: Sandboxes,
     /// Root spans of containers whose caller propagates no trace context.
     roots: Mutex<HashMap<String, Span>>,
+    /// Root spans of pods (by sandbox id), parents of their containers' roots.
+    pods: Mutex<HashMap<String, Span>>,
     /// Set to true when the shim should exit.
     exit: watch::Sender<bool>,
 }
@@ -55,26 +61,52 @@ impl TaskService {
             namespace: namespace.to_string(),
             events,
             obs,
-            containers: Mutex::new(HashMap::new()),
+            containers: Arc::new(Mutex::new(HashMap::new())),
+            sandboxes: Mutex::new(HashMap::new()),
             roots: Mutex::new(HashMap::new()),
+            pods: Mutex::new(HashMap::new()),
             exit: watch::channel(false).0,
         }
     }
 
-    /// The span of one RPC. Without a propagated context, Create opens the
-    /// container's root span and every later RPC joins it.
+    /// The span of one RPC. Without a propagated context, every RPC of a
+    /// container joins the container's root span, which Create opens: under
+    /// the pod's root span for a pod's containers (the sandbox's Create
+    /// opens that one), so that one pod is one trace.
     fn span(&self, name: &'static str, ctx: &TtrpcContext, id: &str) -> Span {
-        let mut roots = self.roots.lock().expect("roots lock");
-        let propagated = extract(&ctx.metadata).span().span_context().is_valid();
-        if !propagated && name == "Create" && !roots.contains_key(id) {
-            roots.insert(id.to_string(), spans::container_root(id));
-        }
+        let roots = self.roots.lock().expect("roots lock");
         spans::rpc(name, id, &ctx.metadata, roots.get(id).map(|r| r.context()))
+    }
+
+    /// Opens the root spans of a container that is being created, when its
+    /// caller propagates no context.
+    fn open_roots(&self, ctx: &TtrpcContext, req: &CreateTaskRequest) {
+        if extract(&ctx.metadata).span().span_context().is_valid() {
+            return;
+        }
+        let mut roots = self.roots.lock().expect("roots lock");
+        if roots.contains_key(&req.id) {
+            return;
+        }
+        let annotations = pod::annotations(std::path::Path::new(&req.bundle));
+        let mut pods = self.pods.lock().expect("pods lock");
+        let root = match Role::of(&annotations) {
+            Ok(Role::Sandbox) => {
+                let pod = spans::pod_root(&req.id, &annotations);
+                let root = spans::container_root(&req.id, Some(&pod), "sandbox");
+                pods.insert(req.id.clone(), pod);
+                root
+            }
+            Ok(Role::Member { sandbox_id }) => spans::container_root(&req.id, pods.get(&sandbox_id), "container"),
+            _ => spans::container_root(&req.id, None, "standalone"),
+        };
+        roots.insert(req.id.clone(), root);
     }
 
     /// Ends the root spans (the shim is about to exit).
     pub fn end_traces(&self) {
         self.roots.lock().expect("roots lock").clear();
+        self.pods.lock().expect("pods lock").clear();
     }
 
     /// Resolves when containerd has shut the shim down.
@@ -99,8 +131,10 @@ impl TaskService {
         if self.containers.lock().expect("containers lock").contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }
-        let container = create::create(&self.namespace, &req, &self.obs).await?;
-        exits::relay_guest_events(&container, self.events.clone());
+        let container = create::create(&self.namespace, &req, &self.obs, &self.sandboxes).await?;
+        if container.owns_vm() {
+            exits::relay_guest_events(&container.sandbox, self.containers.clone(), self.events.clone());
+        }
         let pid = container.init.pid();
         self.containers
             .lock()
@@ -140,7 +174,7 @@ impl TaskService {
         }
         if !req.exec_id.is_empty() {
             // The exec's stdio is relayed from now on; the guest dials its streams.
-            let (ids, io) = ProcessIo::start(&c.mux, &p.paths).map_err(ShimError::InvalidArgument)?;
+            let (ids, io) = ProcessIo::start(&c.sandbox.mux, &p.paths).map_err(ShimError::InvalidArgument)?;
             let exec = guest::ExecRequest {
                 id: c.id.clone(),
                 exec_id: req.exec_id.clone(),
@@ -148,8 +182,8 @@ impl TaskService {
                 stdio: Some(ids).into(),
                 ..Default::default()
             };
-            if let Err(e) = rpc("Tasks.Exec", c.guest.tasks().exec(rpc_context(false), &exec).await) {
-                io.abort(&c.mux);
+            if let Err(e) = rpc("Tasks.Exec", c.guest().tasks().exec(rpc_context(false), &exec).await) {
+                io.abort(&c.sandbox.mux);
                 return Err(e);
             }
             p.set_io(Arc::new(io));
@@ -159,12 +193,12 @@ impl TaskService {
             exec_id: req.exec_id.clone(),
             ..Default::default()
         };
-        let started = rpc("Tasks.Start", c.guest.tasks().start(rpc_context(false), &start).await);
+        let started = rpc("Tasks.Start", c.guest().tasks().start(rpc_context(false), &start).await);
         let resp = match started {
             Ok(r) => r,
             Err(e) => {
                 if let Some(io) = p.io().filter(|_| !req.exec_id.is_empty()) {
-                    io.abort(&c.mux);
+                    io.abort(&c.sandbox.mux);
                 }
                 return Err(e);
             }
@@ -175,7 +209,7 @@ impl TaskService {
         if req.exec_id.is_empty() {
             crate::otel::metrics::get().start.record(
                 c.received.elapsed().as_secs_f64(),
-                &crate::otel::metrics::vm_attrs(&c.id, &c.vm_id),
+                &crate::otel::metrics::vm_attrs(&c.id, &c.sandbox.vm_id),
             );
             let event = TaskStart {
                 container_id: c.id.clone(),
@@ -202,7 +236,7 @@ impl TaskService {
     async fn do_delete(&self, req: DeleteRequest) -> Result<DeleteResponse> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
-        if matches!(p.status(), ProcStatus::Running) && c.vm.try_exit().is_none() {
+        if matches!(p.status(), ProcStatus::Running) && c.vm().try_exit().is_none() {
             return Err(ShimError::FailedPrecondition(format!(
                 "process {} of container {} is running; kill it first",
                 display_exec(&req.exec_id),
@@ -212,26 +246,31 @@ impl TaskService {
         let (status, at) = p.exit().unwrap_or((0, std::time::SystemTime::now()));
         if req.exec_id.is_empty() {
             c.deleting.store(true, Ordering::SeqCst);
-            if c.vm.try_exit().is_none() {
+            if c.vm().try_exit().is_none() {
                 let del = guest::DeleteRequest {
                     id: c.id.clone(),
                     ..Default::default()
                 };
-                if let Err(e) = c.guest.tasks().delete(rpc_context(false), &del).await {
+                if let Err(e) = c.guest().tasks().delete(rpc_context(false), &del).await {
                     warn!(id = %c.id, "guest delete: {e:?}");
                 }
             }
-            teardown(&c).await;
-            let stats = &c.relay_stats;
-            let span = Span::current();
-            span.set_attribute(
-                "voidbox.guest.spans_relayed",
-                stats.relayed.load(Ordering::Relaxed) as i64,
-            );
-            span.set_attribute(
-                "voidbox.guest.spans_dropped",
-                stats.dropped.load(Ordering::Relaxed) as i64,
-            );
+            if c.owns_vm() {
+                // A pod's VM ends with its sandbox container.
+                self.sandboxes.lock().expect("sandboxes lock").remove(&c.sandbox.id);
+                c.sandbox.teardown().await;
+                let stats = &c.sandbox.relay_stats;
+                let span = Span::current();
+                span.set_attribute(
+                    "voidbox.guest.spans_relayed",
+                    stats.relayed.load(Ordering::Relaxed) as i64,
+                );
+                span.set_attribute(
+                    "voidbox.guest.spans_dropped",
+                    stats.dropped.load(Ordering::Relaxed) as i64,
+                );
+            }
+            c.release_files();
             self.containers.lock().expect("containers lock").remove(&req.id);
             info!(id = %req.id, "container deleted");
             let event = TaskDelete {
@@ -244,13 +283,13 @@ impl TaskService {
             };
             self.publish(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event)).await;
         } else {
-            if p.status() != ProcStatus::Created && c.vm.try_exit().is_none() {
+            if p.status() != ProcStatus::Created && c.vm().try_exit().is_none() {
                 let del = guest::DeleteRequest {
                     id: c.id.clone(),
                     exec_id: req.exec_id.clone(),
                     ..Default::default()
                 };
-                rpc("Tasks.Delete", c.guest.tasks().delete(rpc_context(false), &del).await)?;
+                rpc("Tasks.Delete", c.guest().tasks().delete(rpc_context(false), &del).await)?;
             }
             c.execs.lock().expect("execs lock").remove(&req.exec_id);
         }
@@ -304,7 +343,7 @@ impl TaskService {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         Span::current().set_attribute("signal", req.signal as i64);
-        if p.exit().is_some() || c.vm.try_exit().is_some() {
+        if p.exit().is_some() || c.vm().try_exit().is_some() {
             return Err(ShimError::NotFound(format!(
                 "process {} already finished",
                 display_exec(&req.exec_id)
@@ -317,7 +356,7 @@ impl TaskService {
             all: req.all,
             ..Default::default()
         };
-        rpc("Tasks.Kill", c.guest.tasks().kill(rpc_context(false), &kill).await)?;
+        rpc("Tasks.Kill", c.guest().tasks().kill(rpc_context(false), &kill).await)?;
         Ok(Empty::new())
     }
 
@@ -361,7 +400,7 @@ impl TaskService {
             id: req.id,
             ..Default::default()
         };
-        let resp = rpc("Tasks.Pids", c.guest.tasks().pids(rpc_context(false), &r).await)?;
+        let resp = rpc("Tasks.Pids", c.guest().tasks().pids(rpc_context(false), &r).await)?;
         let processes = resp
             .processes
             .into_iter()
@@ -410,6 +449,7 @@ fn display_exec(exec_id: &str) -> &str {
 #[async_trait]
 impl Task for TaskService {
     async fn create(&self, ctx: &TtrpcContext, req: CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+        self.open_roots(ctx, &req);
         let span = self.span("Create", ctx, &req.id);
         ttrpc(traced(span, self.do_create(req)).await)
     }
@@ -458,7 +498,7 @@ impl Task for TaskService {
                 };
                 rpc(
                     "Tasks.ResizePty",
-                    c.guest.tasks().resize_pty(rpc_context(false), &r).await,
+                    c.guest().tasks().resize_pty(rpc_context(false), &r).await,
                 )?;
                 Ok(Empty::new())
             })
@@ -494,7 +534,7 @@ impl Task for TaskService {
                     id: req.id.clone(),
                     ..Default::default()
                 };
-                rpc("Tasks.Pause", c.guest.tasks().pause(rpc_context(false), &r).await)?;
+                rpc("Tasks.Pause", c.guest().tasks().pause(rpc_context(false), &r).await)?;
                 c.paused.store(true, Ordering::SeqCst);
                 self.publish(
                     topics::TASK_PAUSED_EVENT_TOPIC,
@@ -519,7 +559,7 @@ impl Task for TaskService {
                     id: req.id.clone(),
                     ..Default::default()
                 };
-                rpc("Tasks.Resume", c.guest.tasks().resume(rpc_context(false), &r).await)?;
+                rpc("Tasks.Resume", c.guest().tasks().resume(rpc_context(false), &r).await)?;
                 c.paused.store(false, Ordering::SeqCst);
                 let event = TaskResumed {
                     container_id: req.id,
@@ -555,7 +595,7 @@ impl Task for TaskService {
                     resources,
                     ..Default::default()
                 };
-                rpc("Tasks.Update", c.guest.tasks().update(rpc_context(false), &r).await)?;
+                rpc("Tasks.Update", c.guest().tasks().update(rpc_context(false), &r).await)?;
                 Ok(Empty::new())
             })
             .await,
@@ -571,7 +611,7 @@ impl Task for TaskService {
                     id: req.id,
                     ..Default::default()
                 };
-                let files = rpc("Tasks.Stats", c.guest.tasks().stats(rpc_context(false), &r).await)?.files;
+                let files = rpc("Tasks.Stats", c.guest().tasks().stats(rpc_context(false), &r).await)?.files;
                 let stats = metrics::to_any(&metrics::from_files(&files));
                 Ok(StatsResponse {
                     stats: MessageField::some(stats),

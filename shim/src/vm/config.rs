@@ -45,6 +45,16 @@ pub struct Share {
     pub host_path: PathBuf,
 }
 
+/// The VM's NIC on a pod's network: a tap in the pod's network namespace,
+/// which the VMM runs in to open it by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmNetwork {
+    pub netns: PathBuf,
+    pub tap: String,
+    /// The NIC's MAC, `02:11:22:33:44:55`: the pod veth's.
+    pub mac: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct VmConfig {
     pub id: String,
@@ -57,6 +67,7 @@ pub struct VmConfig {
     /// Host ports the guest dials; each gets a listening unix socket.
     pub vsock_ports: Vec<u32>,
     pub shares: Vec<Share>,
+    pub network: Option<VmNetwork>,
     pub extra_cmdline: Vec<String>,
     /// How long the guest may take from spawn to its first connection.
     pub ready_timeout: Duration,
@@ -74,6 +85,7 @@ impl VmConfig {
             state_dir,
             vsock_ports: vec![voidbox_api::TTRPC_PORT],
             shares: Vec::new(),
+            network: None,
             extra_cmdline: Vec::new(),
             ready_timeout: Duration::from_secs(30),
         }

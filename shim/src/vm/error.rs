@@ -7,6 +7,9 @@ use super::VmExit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
+    #[error("pod network: {0}")]
+    Network(#[from] Box<crate::net::NetError>),
+
     #[error("guest kernel not found at {}: build it with `make kernel`, install it with `make install`, or point VOIDBOX_KERNEL at a vmlinux", path.display())]
     KernelMissing { path: PathBuf },
 
@@ -97,6 +100,7 @@ impl VmError {
             VmError::EndedBeforeReady { .. } => "vm_ended",
             VmError::NoKvm(_) => "no_kvm",
             VmError::Rpc { .. } => "guest_rpc",
+            VmError::Network(_) => "network",
         }
     }
 
@@ -117,5 +121,11 @@ impl VmError {
             path: path.into(),
             source,
         }
+    }
+}
+
+impl From<crate::net::NetError> for VmError {
+    fn from(e: crate::net::NetError) -> Self {
+        VmError::Network(Box::new(e))
     }
 }

@@ -13,7 +13,7 @@ pub mod qemu;
 pub mod select;
 mod tsc;
 
-pub use config::{GuestRoot, Share, VmConfig, MAX_UNIX_PATH};
+pub use config::{GuestRoot, Share, VmConfig, VmNetwork, MAX_UNIX_PATH};
 pub use error::VmError;
 pub use exit::VmExit;
 pub use machine::MicroVm;

@@ -132,7 +132,12 @@ impl Backend for Qemu {
                 .arg("-o")
                 .arg(format!("source={}", share.host_path.display()))
                 .arg("-o")
-                .arg("cache=auto");
+                .arg("cache=auto")
+                // Each container's root and volumes are mounts under the
+                // share: the guest sees them as mounts of their own (with
+                // their own inode numbers) rather than one filesystem.
+                .arg("-o")
+                .arg("announce_submounts");
             let index = procs.spawn_helper(&format!("virtiofsd-{i}"), fs)?;
             fs_sockets.push((index, socket, share.tag.clone()));
         }
@@ -149,6 +154,10 @@ impl Backend for Qemu {
         let args = qemu_args(config, self.accel, &self.cmdline(config), &vhost_socket, &fs);
         let mut qemu = Command::new(QEMU.locate()?);
         qemu.args(args);
+        if let Some(net) = &config.network {
+            // QEMU opens the pod's tap by name: only inside its namespace.
+            crate::net::netns::enter_in_child(&mut qemu, &net.netns)?;
+        }
         procs.spawn_vmm("qemu", qemu)?;
         Ok(())
     }
@@ -230,6 +239,14 @@ pub fn qemu_args(
             format!("socket,id=fs{i},path={}", socket.display()),
             "-device".into(),
             format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
+        ]);
+    }
+    if let Some(net) = &config.network {
+        a.extend([
+            "-netdev".into(),
+            format!("tap,id=net0,ifname={},script=no,downscript=no", net.tap),
+            "-device".into(),
+            format!("virtio-net-device,netdev=net0,mac={}", net.mac),
         ]);
     }
     a.extend([

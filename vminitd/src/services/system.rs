@@ -120,6 +120,23 @@ impl System for SystemService {
         Ok(SetTimeResponse::default())
     }
 
+    async fn configure_network(
+        &self,
+        ctx: &TtrpcContext,
+        req: ConfigureNetworkRequest,
+    ) -> ttrpc::Result<ConfigureNetworkResponse> {
+        let span = info_span!(
+            "network.configure",
+            interfaces = req.interfaces.len(),
+            routes = req.routes.len()
+        );
+        trace::handle(ctx, span, async move {
+            crate::network::configure(&req).map_err(Error::into_ttrpc)?;
+            Ok(ConfigureNetworkResponse::default())
+        })
+        .await
+    }
+
     async fn read_file(&self, _ctx: &TtrpcContext, req: ReadFileRequest) -> ttrpc::Result<ReadFileResponse> {
         let limit = match req.max_bytes {
             0 => DEFAULT_READ_LIMIT,

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use nix::mount::{umount2, MntFlags};
 use tokio::task::JoinHandle;
 
 use crate::tasks::error::TaskError;
@@ -78,14 +77,9 @@ pub fn check_id(id: &str) -> Result<(), TaskError> {
     }
 }
 
-/// Unmounts the rootfs share and removes the bundle directory.
+/// Removes the bundle directory (the rootfs lives in a share, not here).
 pub fn remove_bundle(id: &str) {
-    let dir = bundle_dir(id);
-    let rootfs = dir.join("rootfs");
-    if umount2(&rootfs, MntFlags::empty()).is_err() {
-        let _ = umount2(&rootfs, MntFlags::MNT_DETACH);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(bundle_dir(id));
 }
 
 #[cfg(test)]

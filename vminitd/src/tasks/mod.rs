@@ -6,6 +6,7 @@ mod crun;
 mod error;
 mod process;
 mod service;
+mod shares;
 mod spec;
 mod stdio;
 

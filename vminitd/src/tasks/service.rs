@@ -14,14 +14,13 @@ use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::task::*;
 use voidbox_api::task_ttrpc::Tasks;
 
-use crate::mounts;
 use crate::reaper::Reaper;
 use crate::tasks::container::{bundle_dir, check_id, remove_bundle, Container};
 use crate::tasks::crun::{read_pid, ChildStdio, Crun};
 use crate::tasks::error::TaskError;
 use crate::tasks::process::{PendingExec, ProcState, Process};
 use crate::tasks::stdio::{resize, ConsoleSocket, Streams};
-use crate::tasks::{cgroup, spec};
+use crate::tasks::{cgroup, shares, spec};
 use crate::trace;
 
 type Result<T> = std::result::Result<T, TaskError>;
@@ -109,10 +108,9 @@ impl TaskService {
     async fn create_in(&self, container: &Arc<Container>, req: &CreateRequest) -> Result<u32> {
         let dir = container.bundle();
         std::fs::create_dir_all(&dir).map_err(|e| TaskError::io("create bundle", &dir, e))?;
-        let rootfs = dir.join("rootfs");
+        let rootfs = info_span!("mount.rootfs", tag = %req.rootfs_tag, path = %req.rootfs_path)
+            .in_scope(|| shares::resolve(&req.rootfs_tag, &req.rootfs_path))?;
         let rootfs_s = rootfs.to_string_lossy().into_owned();
-        info_span!("mount.rootfs", tag = %req.rootfs_tag, target = %rootfs_s)
-            .in_scope(|| mounts::mount_requested("virtiofs", &req.rootfs_tag, &rootfs_s, &[]))?;
         let config_path = dir.join("config.json");
         let sent = std::fs::read(&config_path)
             .map_err(|_| TaskError::Precondition(format!("container {}: no config.json (PutBundle first)", req.id)))?;

@@ -78,11 +78,13 @@ async fn measure(bundle: &Path, rounds: usize) -> Result<(), String> {
         bundle: bundle.display().to_string(),
         ..Default::default()
     };
-    let container = task::create("bench", &req, &Observability::default())
+    let sandboxes = task::Sandboxes::default();
+    let container = task::create("bench", &req, &Observability::default(), &sandboxes)
         .await
         .map_err(|e| format!("create the container: {e}"))?;
-    let result = windows(&container.guest, rounds).await;
-    task::teardown(&container).await;
+    let result = windows(container.guest(), rounds).await;
+    container.sandbox.teardown().await;
+    container.release_files();
     result
 }
 

@@ -51,9 +51,18 @@ impl Libkrun {
                 .iter()
                 .map(|s| (s.tag.clone(), s.host_path.clone()))
                 .collect(),
+            net: config.network.as_ref().map(|n| plan::KrunNet {
+                tap: n.tap.clone(),
+                mac: parse_mac(&n.mac),
+            }),
             console: config.console_log(),
         })
     }
+}
+
+/// `02:11:22:33:44:55` as bytes (the config's MAC came from a parsed one).
+fn parse_mac(mac: &str) -> [u8; 6] {
+    mac.parse::<crate::net::MacAddr>().map(|m| m.0).unwrap_or_default()
 }
 
 #[async_trait]
@@ -79,6 +88,10 @@ impl Backend for Libkrun {
         std::fs::write(&path, json).map_err(|e| VmError::io("write", &path, e))?;
         let mut vmm = Command::new(VOIDBOX_KRUN.locate()?);
         vmm.arg(&path);
+        if let Some(net) = &config.network {
+            // libkrun opens the pod's tap by name: only inside its namespace.
+            crate::net::netns::enter_in_child(&mut vmm, &net.netns)?;
+        }
         procs.spawn_vmm("libkrun", vmm)?;
         Ok(())
     }

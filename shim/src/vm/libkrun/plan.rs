@@ -26,7 +26,16 @@ pub struct KrunPlan {
     pub vsock_ports: Vec<(u32, PathBuf)>,
     /// virtio-fs (tag, host directory).
     pub shares: Vec<(String, PathBuf)>,
+    /// A NIC on a tap of the pod's network namespace (the process runs in it).
+    #[serde(default)]
+    pub net: Option<KrunNet>,
     pub console: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KrunNet {
+    pub tap: String,
+    pub mac: [u8; 6],
 }
 
 /// The libkrun calls the VMM makes, as libkrun defines them (0 or a
@@ -47,6 +56,7 @@ pub trait KrunApi {
     fn add_vsock(&mut self, ctx: u32, tsi_features: u32) -> i32;
     fn add_vsock_port2(&mut self, ctx: u32, port: u32, path: &CString, listen: bool) -> i32;
     fn add_virtiofs(&mut self, ctx: u32, tag: &CString, path: &CString) -> i32;
+    fn add_net_tap(&mut self, ctx: u32, tap: &CString, mac: &[u8; 6]) -> i32;
     fn set_console_output(&mut self, ctx: u32, path: &CString) -> i32;
 }
 
@@ -112,6 +122,9 @@ pub fn configure(api: &mut impl KrunApi, plan: &KrunPlan) -> Result<Configured, 
     }
     for (tag, path) in &plan.shares {
         check("krun_add_virtiofs", api.add_virtiofs(ctx, &c(tag)?, &c(path)?))?;
+    }
+    if let Some(net) = &plan.net {
+        check("krun_add_net_tap", api.add_net_tap(ctx, &c(&net.tap)?, &net.mac))?;
     }
     check(
         "krun_set_console_output",
@@ -179,6 +192,9 @@ mod tests {
         fn add_virtiofs(&mut self, ctx: u32, tag: &CString, p: &CString) -> i32 {
             self.ret("add_virtiofs", format!("add_virtiofs({ctx}, {}, {})", s(tag), s(p)))
         }
+        fn add_net_tap(&mut self, ctx: u32, tap: &CString, mac: &[u8; 6]) -> i32 {
+            self.ret("add_net_tap", format!("add_net_tap({ctx}, {}, {mac:02x?})", s(tap)))
+        }
         fn set_console_output(&mut self, ctx: u32, p: &CString) -> i32 {
             self.ret("set_console_output", format!("set_console_output({ctx}, {})", s(p)))
         }
@@ -194,6 +210,10 @@ mod tests {
             cmdline: "console=hvc0 reboot=k".into(),
             vsock_ports: vec![(1024, "/s/vsock_1024".into()), (1025, "/s/vsock_1025".into())],
             shares: vec![("rootfs".into(), "/b/rootfs".into())],
+            net: Some(KrunNet {
+                tap: "vbtap0".into(),
+                mac: [2, 0x11, 0x22, 0x33, 0x44, 0x55],
+            }),
             console: "/s/console.log".into(),
         }
     }
@@ -215,6 +235,7 @@ mod tests {
                 "add_vsock_port2(7, 1024, /s/vsock_1024, false)",
                 "add_vsock_port2(7, 1025, /s/vsock_1025, false)",
                 "add_virtiofs(7, rootfs, /b/rootfs)",
+                "add_net_tap(7, vbtap0, [02, 11, 22, 33, 44, 55])",
                 "set_console_output(7, /s/console.log)",
             ]
         );

@@ -1,0 +1,467 @@
+//! A typed CRI v1 client for containerd's CRI plugin over its unix socket, and
+//! builders for the minimal pod and container configs a test needs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Every CRI v1 message, for what the builders do not cover.
+pub use k8s_cri::v1 as api;
+pub use k8s_cri::v1::{ContainerConfig, ContainerState, PodSandboxConfig, PodSandboxState};
+
+/// The image containers run unless told otherwise (imported by the harness).
+pub const BUSYBOX: &str = "localhost/busybox:latest";
+
+/// A failed CRI call: which one, and what containerd said.
+#[derive(Debug, Clone)]
+pub struct CriError {
+    pub call: &'static str,
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl std::fmt::Display for CriError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed ({:?}): {}", self.call, self.code, self.message)
+    }
+}
+
+impl std::error::Error for CriError {}
+
+pub type Result<T> = std::result::Result<T, CriError>;
+
+fn err(call: &'static str) -> impl FnOnce(tonic::Status) -> CriError {
+    move |s| CriError {
+        call,
+        code: s.code(),
+        message: s.message().to_string(),
+    }
+}
+
+/// What ExecSync returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The runtime and image services of one CRI endpoint.
+pub struct Cri {
+    pub runtime: RuntimeServiceClient<Channel>,
+    pub images: ImageServiceClient<Channel>,
+}
+
+impl Cri {
+    /// Connects to the CRI gRPC server on `socket` (containerd's own socket).
+    pub async fn connect(socket: &Path) -> std::result::Result<Cri, String> {
+        let path = socket.to_path_buf();
+        // The URI is a placeholder tonic needs; the connector ignores it.
+        let channel = Endpoint::try_from("http://[::]:50051")
+            .map_err(|e| e.to_string())?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+            }))
+            .await
+            .map_err(|e| format!("connect to CRI at {}: {e}", socket.display()))?;
+        Ok(Cri {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        })
+    }
+
+    pub async fn version(&mut self) -> Result<VersionResponse> {
+        let req = VersionRequest { version: "v1".into() };
+        Ok(self.runtime.version(req).await.map_err(err("Version"))?.into_inner())
+    }
+
+    /// The repo tags of every image CRI sees.
+    pub async fn list_images(&mut self) -> Result<Vec<String>> {
+        let resp = self
+            .images
+            .list_images(ListImagesRequest { filter: None })
+            .await
+            .map_err(err("ListImages"))?;
+        Ok(resp.into_inner().images.into_iter().flat_map(|i| i.repo_tags).collect())
+    }
+
+    /// Waits until CRI's image store lists `images` (it catches up with an
+    /// import asynchronously).
+    pub async fn wait_for_images(&mut self, images: &[&str]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = self.list_images().await.unwrap_or_default();
+            if images.iter().all(|i| listed.iter().any(|t| t == i)) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CRI does not list the imported images {images:?}: {listed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// RunPodSandbox with `handler` ("" for the default runtime); the sandbox id.
+    pub async fn run_pod_sandbox(&mut self, config: &PodSandboxConfig, handler: &str) -> Result<String> {
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        };
+        let resp = self.runtime.run_pod_sandbox(req).await.map_err(err("RunPodSandbox"))?;
+        Ok(resp.into_inner().pod_sandbox_id)
+    }
+
+    pub async fn stop_pod_sandbox(&mut self, id: &str) -> Result<()> {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.runtime
+            .stop_pod_sandbox(req)
+            .await
+            .map_err(err("StopPodSandbox"))?;
+        Ok(())
+    }
+
+    pub async fn remove_pod_sandbox(&mut self, id: &str) -> Result<()> {
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        self.runtime
+            .remove_pod_sandbox(req)
+            .await
+            .map_err(err("RemovePodSandbox"))?;
+        Ok(())
+    }
+
+    /// The sandbox's state and its pod IP ("" without one).
+    pub async fn pod_sandbox_status(&mut self, id: &str) -> Result<(PodSandboxState, String)> {
+        let status = self.pod_sandbox_status_verbose(id).await?.status.unwrap_or_default();
+        let ip = status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        Ok((status.state(), ip))
+    }
+
+    /// The whole verbose status; `info["info"]` is containerd's JSON (spec, pid, CNI result).
+    pub async fn pod_sandbox_status_verbose(&mut self, id: &str) -> Result<PodSandboxStatusResponse> {
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        };
+        let resp = self
+            .runtime
+            .pod_sandbox_status(req)
+            .await
+            .map_err(err("PodSandboxStatus"))?;
+        Ok(resp.into_inner())
+    }
+
+    pub async fn list_pod_sandboxes(&mut self) -> Result<Vec<PodSandbox>> {
+        let req = ListPodSandboxRequest { filter: None };
+        let resp = self
+            .runtime
+            .list_pod_sandbox(req)
+            .await
+            .map_err(err("ListPodSandbox"))?;
+        Ok(resp.into_inner().items)
+    }
+
+    /// CreateContainer in sandbox `sandbox_id` (created with `sandbox_config`); the container id.
+    pub async fn create_container(
+        &mut self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox_config: &PodSandboxConfig,
+    ) -> Result<String> {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.into(),
+            config: Some(config.clone()),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        let resp = self
+            .runtime
+            .create_container(req)
+            .await
+            .map_err(err("CreateContainer"))?;
+        Ok(resp.into_inner().container_id)
+    }
+
+    pub async fn start_container(&mut self, id: &str) -> Result<()> {
+        let req = StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.runtime.start_container(req).await.map_err(err("StartContainer"))?;
+        Ok(())
+    }
+
+    /// StopContainer: SIGTERM (or the image's stop signal), SIGKILL after `timeout`.
+    pub async fn stop_container(&mut self, id: &str, timeout: Duration) -> Result<()> {
+        let req = StopContainerRequest {
+            container_id: id.into(),
+            timeout: timeout.as_secs() as i64,
+        };
+        self.runtime.stop_container(req).await.map_err(err("StopContainer"))?;
+        Ok(())
+    }
+
+    pub async fn remove_container(&mut self, id: &str) -> Result<()> {
+        let req = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.runtime
+            .remove_container(req)
+            .await
+            .map_err(err("RemoveContainer"))?;
+        Ok(())
+    }
+
+    pub async fn container_status(&mut self, id: &str) -> Result<ContainerStatus> {
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        let resp = self
+            .runtime
+            .container_status(req)
+            .await
+            .map_err(err("ContainerStatus"))?;
+        Ok(resp.into_inner().status.unwrap_or_default())
+    }
+
+    pub async fn list_containers(&mut self) -> Result<Vec<Container>> {
+        let req = ListContainersRequest { filter: None };
+        let resp = self.runtime.list_containers(req).await.map_err(err("ListContainers"))?;
+        Ok(resp.into_inner().containers)
+    }
+
+    /// ExecSync `cmd` in container `id`; containerd kills it after `timeout`.
+    pub async fn exec_sync(&mut self, id: &str, cmd: &[&str], timeout: Duration) -> Result<ExecOutput> {
+        let req = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: strings(cmd),
+            timeout: timeout.as_secs() as i64,
+        };
+        let resp = self.runtime.exec_sync(req).await.map_err(err("ExecSync"))?.into_inner();
+        Ok(ExecOutput {
+            exit_code: resp.exit_code,
+            stdout: String::from_utf8_lossy(&resp.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&resp.stderr).into_owned(),
+        })
+    }
+
+    /// Polls ContainerStatus until the container is in `state`, up to `timeout`.
+    pub async fn wait_container_state(&mut self, id: &str, state: ContainerState, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.container_status(id).await?.state() == state {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// kubelet's defaults for containers that are not privileged.
+const KUBELET_MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const KUBELET_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Network and ipc shared by the pod, pid per container: kubelet's default,
+/// which it sets on the pod and on each container alike.
+fn pod_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}
+
+/// A minimal pod: metadata, hostname, log directory, `pod_namespaces`.
+pub struct PodBuilder(PodSandboxConfig);
+
+impl PodBuilder {
+    /// Pod `name` (also its hostname and uid stem), logging under `log_directory`.
+    pub fn new(name: &str, log_directory: &Path) -> PodBuilder {
+        PodBuilder(PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("{name}-uid"),
+                namespace: "voidbox-test".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: log_directory.to_string_lossy().into_owned(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(pod_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    pub fn hostname(mut self, hostname: &str) -> Self {
+        self.0.hostname = hostname.into();
+        self
+    }
+
+    /// The pod's cgroup, parent of its containers' (cgroupfs path, e.g. "/vbt-x").
+    pub fn cgroup_parent(mut self, parent: &str) -> Self {
+        self.linux().cgroup_parent = parent.into();
+        self
+    }
+
+    /// Written to the pod's /etc/resolv.conf (without it, the host's is copied).
+    pub fn dns(mut self, servers: &[&str], searches: &[&str]) -> Self {
+        self.0.dns_config = Some(DnsConfig {
+            servers: strings(servers),
+            searches: strings(searches),
+            options: vec![],
+        });
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.0.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// The sum of the containers' memory limits, as kubelet passes it
+    /// (`LinuxPodSandboxConfig.resources`).
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        let resources = self.linux().resources.get_or_insert_with(Default::default);
+        resources.memory_limit_in_bytes = bytes;
+        self
+    }
+
+    fn linux(&mut self) -> &mut LinuxPodSandboxConfig {
+        self.0.linux.get_or_insert_with(Default::default)
+    }
+
+    pub fn build(self) -> PodSandboxConfig {
+        self.0
+    }
+}
+
+/// A container of the busybox image, logging to `<name>.log` in the pod's log directory.
+pub struct ContainerBuilder(ContainerConfig);
+
+impl ContainerBuilder {
+    /// Container `name` running `command` (replaces the image's entrypoint).
+    pub fn new(name: &str, command: &[&str]) -> ContainerBuilder {
+        ContainerBuilder(ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            command: strings(command),
+            log_path: format!("{name}.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(pod_namespaces()),
+                    // CRI masks nothing in containers by itself: kubelet sends these.
+                    masked_paths: strings(KUBELET_MASKED_PATHS),
+                    readonly_paths: strings(KUBELET_READONLY_PATHS),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.0.args = strings(args);
+        self
+    }
+
+    pub fn image(mut self, image: &str) -> Self {
+        self.0.image = Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Relative to the pod's log directory.
+    pub fn log_path(mut self, path: &str) -> Self {
+        self.0.log_path = path.into();
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.0.envs.push(KeyValue {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    pub fn mount(mut self, host_path: &Path, container_path: &str, readonly: bool) -> Self {
+        self.0.mounts.push(Mount {
+            host_path: host_path.to_string_lossy().into_owned(),
+            container_path: container_path.into(),
+            readonly,
+            ..Default::default()
+        });
+        self
+    }
+
+    pub fn memory_limit(mut self, bytes: i64) -> Self {
+        let linux = self.0.linux.get_or_insert_with(Default::default);
+        linux
+            .resources
+            .get_or_insert_with(Default::default)
+            .memory_limit_in_bytes = bytes;
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.0.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.0.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn build(self) -> ContainerConfig {
+        self.0
+    }
+}

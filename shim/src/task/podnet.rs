@@ -1,0 +1,129 @@
+//! A pod's VM on the pod's network: the host side (the tap spliced to
+//! CNI's veth, in the pod's network namespace) before the VM boots, and the
+//! guest side (the NIC takes the veth's name, MAC, MTU, addresses and
+//! routes) once vminitd answers.
+
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+use voidbox_api::system::{ConfigureNetworkRequest, Interface as GuestInterface, IpAddress, Route as GuestRoute};
+
+use super::error::{Result, ShimError};
+use crate::guest::{rpc_context, GuestClient};
+use crate::net::{Interface, PodNetwork, Redirect};
+use crate::vm::{VmError, VmNetwork};
+
+/// The VM's tap in the pod namespace (one VM per namespace).
+const TAP: &str = "vbtap0";
+
+pub struct PodNet {
+    pub netns: PathBuf,
+    iface: Interface,
+    network: PodNetwork,
+    redirect: Redirect,
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> ShimError {
+    ShimError::Internal(format!("pod network setup did not finish: {e}"))
+}
+
+impl PodNet {
+    /// Reads what CNI set up in `netns` and splices a tap to its interface.
+    pub async fn attach(netns: &Path) -> Result<PodNet> {
+        let path = netns.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let network = PodNetwork::inspect(&path).map_err(VmError::from)?;
+            let iface = network.primary().clone();
+            let redirect = Redirect::setup(&path, &iface, TAP).map_err(VmError::from)?;
+            info!(
+                netns = %path.display(),
+                interface = %iface.name,
+                mac = %iface.mac,
+                addresses = ?iface.ipv4,
+                "pod network attached"
+            );
+            Ok(PodNet {
+                netns: path,
+                iface,
+                network,
+                redirect,
+            })
+        })
+        .await
+        .map_err(blocking_err)?
+    }
+
+    /// The VM's NIC: the tap, with the veth's MAC.
+    pub fn vm_network(&self) -> VmNetwork {
+        VmNetwork {
+            netns: self.netns.clone(),
+            tap: TAP.into(),
+            mac: self.iface.mac.to_string(),
+        }
+    }
+
+    /// What the guest takes over: the interface and its routes, but the
+    /// subnet routes the kernel adds with each address.
+    pub fn guest_config(&self) -> ConfigureNetworkRequest {
+        let iface = &self.iface;
+        let interface = GuestInterface {
+            mac: iface.mac.0.to_vec(),
+            name: iface.name.clone(),
+            mtu: iface.mtu,
+            addresses: iface
+                .ipv4
+                .iter()
+                .map(|(a, p)| IpAddress {
+                    address: a.to_string(),
+                    prefix_len: u32::from(*p),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let routes = self
+            .network
+            .routes
+            .iter()
+            .filter(|r| r.device == iface.name && r.protocol != "kernel")
+            .map(|r| GuestRoute {
+                destination: r.dst.map(|(a, _)| a.to_string()).unwrap_or_default(),
+                prefix_len: r.dst.map(|(_, p)| u32::from(p)).unwrap_or(0),
+                gateway: r.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                device: r.device.clone(),
+                ..Default::default()
+            })
+            .collect();
+        ConfigureNetworkRequest {
+            interfaces: vec![interface],
+            routes,
+            ..Default::default()
+        }
+    }
+
+    /// Hands the network to the guest.
+    pub async fn configure_guest(&self, guest: &GuestClient) -> Result<()> {
+        guest
+            .system()
+            .configure_network(rpc_context(false), &self.guest_config())
+            .await
+            .map_err(|source| {
+                VmError::Rpc {
+                    method: "System.ConfigureNetwork",
+                    source,
+                }
+                .into()
+            })
+            .map(|_| ())
+    }
+
+    /// Removes the tap and the redirect (the namespace may be gone already).
+    pub async fn detach(&self) {
+        let redirect = Redirect::existing(self.redirect.netns(), self.redirect.interface(), self.redirect.tap());
+        match tokio::task::spawn_blocking(move || redirect.teardown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("pod network teardown: {e}"),
+            Err(e) => warn!("pod network teardown: {e}"),
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! A sandbox: one VM and what lives as long as it does (the guest client,
+//! the stdio stream mux, the clock, the span relay, the telemetry stream,
+//! the shared directory). A container on its own has a sandbox of its own;
+//! a pod's containers share their sandbox container's.
+//!
+//! Boot, phase by phase under the VMBoot span: VMSpawn, WaitForReady,
+//! ClockSync.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use voidbox_api::system::InfoRequest;
+
+use super::create::shared_dir;
+use super::error::Result;
+use super::options::VmSettings;
+use super::podnet::PodNet;
+use super::shared::{SharedDir, SHARED_TAG};
+use super::{state_dir, vm_id};
+use crate::assets;
+use crate::guest::{rpc_context, GuestClient};
+use crate::io::StreamMux;
+use crate::otel::clock::{Clock, Sample};
+use crate::otel::guest_metrics;
+use crate::otel::metrics::{self, vm_attrs};
+use crate::otel::relay::{self, GuestSink, RelayStats};
+use crate::otel::spans::traced;
+use crate::vm::{Backend, MicroVm, Share, VmConfig};
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long teardown waits for the guest's last spans.
+const RELAY_DRAIN: Duration = Duration::from_secs(2);
+/// How often the clock offset is measured again while the VM runs.
+const CLOCK_RESYNC: Duration = Duration::from_secs(10);
+
+/// What observability adds to a VM: the guest's spans when tracing is on,
+/// the guest's telemetry when metrics are on.
+#[derive(Clone, Default)]
+pub struct Observability {
+    /// Where the guest's spans go.
+    pub spans: Option<GuestSink>,
+    /// The guest span buffer's capacity, if not the default.
+    pub guest_buffer: Option<usize>,
+    /// How often the guest samples its telemetry.
+    pub telemetry: Option<Duration>,
+}
+
+pub struct Sandbox {
+    /// The sandbox container's id (a pod's), or the lone container's.
+    pub id: String,
+    pub vm_id: String,
+    pub vm: Arc<MicroVm>,
+    pub guest: GuestClient,
+    pub mux: Arc<StreamMux>,
+    /// The guest clock against the host's, for rebasing guest spans.
+    pub clock: Arc<Clock>,
+    /// The guest span relay, when tracing is on; teardown waits for its end.
+    relay: Mutex<Option<JoinHandle<()>>>,
+    pub relay_stats: Arc<RelayStats>,
+    pub shared: Mutex<SharedDir>,
+    /// The pod's network, for a pod's sandbox.
+    network: Option<PodNet>,
+    /// Counted in the live-VM gauge until teardown.
+    live: AtomicBool,
+    pub tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Sandbox {
+    /// Boots the VM of sandbox `id` and starts what runs beside it.
+    pub async fn boot(
+        namespace: &str,
+        id: &str,
+        settings: &VmSettings,
+        backend: &dyn Backend,
+        obs: &Observability,
+        netns: Option<&Path>,
+    ) -> Result<Arc<Sandbox>> {
+        let vm_id = vm_id(namespace, id);
+        let attrs = vm_attrs(id, &vm_id);
+        let state = state_dir(namespace, id);
+        let shared = SharedDir::create(&shared_dir(namespace, id))?;
+        let mut config = VmConfig::new(&vm_id, assets::kernel(), assets::guest_root(), state);
+        config.vcpus = settings.cpus;
+        config.memory_mib = settings.memory_mib;
+        config.vsock_ports = vec![voidbox_api::TTRPC_PORT, voidbox_api::STDIO_PORT];
+        config.shares.push(Share {
+            tag: SHARED_TAG.into(),
+            host_path: shared.host_path().to_path_buf(),
+        });
+        // Extra kernel arguments for debugging (voidbox.log=debug, for instance).
+        if let Ok(extra) = std::env::var("VOIDBOX_GUEST_CMDLINE") {
+            config
+                .extra_cmdline
+                .extend(extra.split_whitespace().map(str::to_string));
+        }
+        if obs.spans.is_some() {
+            config.extra_cmdline.push("voidbox.trace=1".into());
+            if let Some(n) = obs.guest_buffer {
+                config.extra_cmdline.push(format!("voidbox.trace_buffer={n}"));
+            }
+        }
+        let boot_span = info_span!(
+            "VMBoot",
+            vm.id = %vm_id,
+            vm.backend = backend.name(),
+            vm.vcpus = config.vcpus,
+            vm.memory_mib = config.memory_mib,
+            vm.kernel = %config.kernel.display(),
+            vm.image = %config.root.path().display(),
+        );
+        let clock = Arc::new(Clock::default());
+        let mut boot_attrs = attrs.clone();
+        boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
+        let (vm, guest, network) = traced(boot_span.clone(), async {
+            // The pod's network first: the VMM starts inside its namespace.
+            let network = match netns {
+                Some(ns) => Some(traced(info_span!("NetworkAttach", netns = %ns.display()), PodNet::attach(ns)).await?),
+                None => None,
+            };
+            config.network = network.as_ref().map(PodNet::vm_network);
+            let booted = boot(backend, config, clock.clone(), boot_span, boot_attrs).await;
+            let configured = match (&booted, &network) {
+                (Ok((_, guest)), Some(net)) => traced(info_span!("NetworkConfigure"), net.configure_guest(guest)).await,
+                _ => Ok(()),
+            };
+            match (booted, configured) {
+                (Ok((vm, guest)), Ok(())) => Ok((vm, guest, network)),
+                (booted, configured) => {
+                    if let Ok((vm, _)) = &booted {
+                        vm.kill().await;
+                    }
+                    if let Some(net) = &network {
+                        net.detach().await;
+                    }
+                    Err(booted.err().or(configured.err()).expect("one failed"))
+                }
+            }
+        })
+        .await?;
+        metrics::get().live_vms.add(1, &attrs);
+
+        let mux = StreamMux::new();
+        let sandbox = Arc::new(Sandbox {
+            id: id.to_string(),
+            vm_id,
+            vm: vm.clone(),
+            guest: guest.clone(),
+            mux: mux.clone(),
+            clock: clock.clone(),
+            relay: Mutex::new(None),
+            relay_stats: Arc::new(RelayStats::default()),
+            shared: Mutex::new(shared),
+            network,
+            live: AtomicBool::new(true),
+            tasks: Mutex::new(vec![tokio::spawn(mux.serve(vm.clone()))]),
+        });
+        if let Some(sink) = &obs.spans {
+            // Spans the guest made before this point wait in its buffer.
+            *sandbox.relay.lock().expect("relay lock") = Some(relay::start(
+                guest.clone(),
+                clock.clone(),
+                sink.clone(),
+                sandbox.relay_stats.clone(),
+                attrs.clone(),
+            ));
+        }
+        let mut tasks = sandbox.tasks.lock().expect("tasks lock");
+        if obs.spans.is_some() || obs.telemetry.is_some() {
+            tasks.push(tokio::spawn(resync_clock(guest.clone(), clock, vm, attrs.clone())));
+        }
+        // The guest samples only while this stream is open.
+        if let Some(interval) = obs.telemetry {
+            tasks.push(guest_metrics::start(guest, interval, attrs));
+        }
+        drop(tasks);
+        Ok(sandbox)
+    }
+
+    /// Powers the VM off (killing it if it will not), collects the guest's
+    /// last spans, and unmounts the shared directory.
+    pub async fn teardown(&self) {
+        if self.vm.try_exit().is_none() {
+            // A last sample for the spans of the end.
+            let _ = self.clock.remeasure(&self.guest).await;
+            match self.guest.system().info(rpc_context(false), &InfoRequest::new()).await {
+                Ok(info) => info!(
+                    sandbox = %self.id,
+                    telemetry_streams = info.telemetry_streams,
+                    "guest telemetry streams opened: {}",
+                    info.telemetry_streams
+                ),
+                Err(e) => warn!(sandbox = %self.id, "guest info: {e}"),
+            }
+            let exit = self.vm.shutdown(&self.guest, SHUTDOWN_GRACE).await;
+            if !exit.is_clean() {
+                warn!(sandbox = %self.id, "VM did not power off cleanly: {exit}");
+            }
+        }
+        let relay = self.relay.lock().expect("relay lock").take();
+        if let Some(relay) = relay {
+            if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
+                warn!(sandbox = %self.id, "the guest's span stream did not end in time");
+            }
+        }
+        if self.live.swap(false, Ordering::Relaxed) {
+            metrics::get().live_vms.add(-1, &vm_attrs(&self.id, &self.vm_id));
+            if let Some(net) = &self.network {
+                net.detach().await;
+            }
+        }
+        self.shared.lock().expect("shared lock").unmount();
+    }
+
+    /// Kills the VM of a sandbox that failed to come up, and cleans up.
+    pub async fn abort(&self) {
+        self.vm.kill().await;
+        self.teardown().await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().expect("tasks lock").drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// VMSpawn, WaitForReady, then the guest clock set from the host's.
+async fn boot(
+    backend: &dyn Backend,
+    config: VmConfig,
+    clock: Arc<Clock>,
+    span: Span,
+    attrs: Vec<KeyValue>,
+) -> Result<(Arc<MicroVm>, GuestClient)> {
+    let m = metrics::get();
+    let phase = |name: &'static str, since: Instant| {
+        let mut a = attrs.clone();
+        a.push(KeyValue::new("phase", name));
+        m.boot.record(since.elapsed().as_secs_f64(), &a);
+    };
+    let begun = Instant::now();
+    let vm = Arc::new(
+        MicroVm::start(backend, config)
+            .instrument(info_span!("VMSpawn"))
+            .await?,
+    );
+    phase("spawn", begun);
+    let t = Instant::now();
+    let guest = match vm.connect_guest().instrument(info_span!("WaitForReady")).await {
+        Ok(g) => g,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    phase("ready", t);
+    let t = Instant::now();
+    let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
+    let (before, after) = match synced {
+        Ok(s) => s,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    phase("clock_sync", t);
+    phase("total", begun);
+    record_clock(&after, &attrs);
+    span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
+    span.set_attribute("clock.offset_ns", after.offset_ns);
+    span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
+    // Info under the boot span: the guest answers with its boot as spans.
+    if let Err(e) = guest.system().info(rpc_context(false), &InfoRequest::new()).await {
+        warn!("guest info: {e}");
+    }
+    info!(
+        offset_ns = after.offset_ns,
+        uncertainty_ns = after.uncertainty_ns,
+        skew_before_ns = before.offset_ns,
+        "guest clock set"
+    );
+    Ok((vm, guest))
+}
+
+fn record_clock(s: &Sample, attrs: &[KeyValue]) {
+    let m = metrics::get();
+    m.clock_offset.record(s.offset_ns as f64 / 1e9, attrs);
+    m.clock_uncertainty.record(s.uncertainty_ns as f64 / 1e9, attrs);
+}
+
+/// Keeps measuring the guest clock: an emulated clock drifts.
+async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>, attrs: Vec<KeyValue>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_RESYNC) => {}
+            _ = vm.wait() => return,
+        }
+        match clock.remeasure(&guest).await {
+            Ok(s) => record_clock(&s, &attrs),
+            Err(_) => return,
+        }
+    }
+}
