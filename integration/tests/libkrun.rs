@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use voidbox_integration::containerd::{target_dir, Containerd};
 use voidbox_integration::vm_config;
 use voidbox_shim::vm::libkrun::Libkrun;
-use voidbox_shim::vm::{kvm, Share};
+use voidbox_shim::vm::{kvm, Share, VmNetwork};
 
 fn voidbox_krun() -> std::path::PathBuf {
     let bin = target_dir().join("voidbox-krun");
@@ -28,9 +28,16 @@ fn every_libkrun_call_before_start_enter_succeeds_with_the_real_library() {
         tag: "rootfs".into(),
         host_path: share.clone(),
     });
+    // A pod's NIC: the tap is opened only at krun_start_enter.
+    config.network = Some(VmNetwork {
+        netns: "/var/run/netns/unused".into(),
+        tap: "vbtap0".into(),
+        mac: "02:42:0a:00:00:02".into(),
+    });
     std::fs::create_dir_all(&config.state_dir).unwrap();
     let plan = Libkrun.plan(&config).unwrap();
     assert!(plan.cmdline.contains("voidbox.backend=libkrun") && plan.cmdline.contains("console=hvc0"));
+    assert_eq!(plan.net.as_ref().map(|n| n.mac), Some([2, 0x42, 0x0a, 0, 0, 2]));
     let path = config.state_dir.join("krun.json");
     std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
 
