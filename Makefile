@@ -48,7 +48,9 @@ lint:
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint
 	# The containerd tests run the shim binary: cargo test alone does not build it.
+	# The timing test measures the release shim (the one `install` builds).
 	$(CARGO) build --workspace --bins
+	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) $(CARGO) test --workspace
 	$(MAKE) --no-print-directory test-libkrun
 	$(MAKE) --no-print-directory test-install
@@ -87,6 +89,7 @@ TRACE_OUT ?= target/voidbox-trace.json
 ## sent to Jaeger too when one runs on localhost
 test-tracing: deps kernel guest-bins
 	$(CARGO) build --workspace --bins
+	$(CARGO) build --release -p voidbox-shim
 	VOIDBOX_TRACE_OUT=$(CURDIR)/$(TRACE_OUT) $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
 		--test tracing --test tracing_dead_endpoint --test trace_flood
 	@if hack/jaeger.sh status >/dev/null 2>&1; then \

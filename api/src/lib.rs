@@ -48,6 +48,9 @@ pub mod traces_ttrpc {
     include!(concat!(env!("OUT_DIR"), "/gen/traces_ttrpc.rs"));
 }
 
+/// Container id rules, shared by the shim and vminitd.
+pub mod ids;
+
 /// Conversions between the wire spans and the OpenTelemetry SDK's.
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -31,6 +31,19 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The optimized shim, for measurements: a debug build's span and protobuf
+/// work costs several times what users' builds do. `make test` builds it.
+pub fn release_shim() -> PathBuf {
+    let dir = target_dir();
+    let shim = dir.parent().unwrap_or(&dir).join("release/containerd-shim-voidbox-v2");
+    assert!(
+        shim.exists(),
+        "{} is missing: timing tests measure the release shim; run `cargo build --release -p voidbox-shim`",
+        shim.display()
+    );
+    shim
+}
+
 impl Containerd {
     pub fn start(name: &str) -> Containerd {
         Self::start_with_env(name, &[])

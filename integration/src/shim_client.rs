@@ -77,6 +77,16 @@ impl ShimUnderTest {
 
     /// As `start`, with extra environment for the shim (OTEL_*, for instance).
     pub async fn start_with_env(name: &str, config: &serde_json::Value, env: &[(&str, &str)]) -> ShimUnderTest {
+        Self::start_binary(&target_dir().join("containerd-shim-voidbox-v2"), name, config, env).await
+    }
+
+    /// As `start_with_env`, running the shim binary at `shim`.
+    pub async fn start_binary(
+        shim: &Path,
+        name: &str,
+        config: &serde_json::Value,
+        env: &[(&str, &str)],
+    ) -> ShimUnderTest {
         let id = format!("{name}-{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("voidbox-v3-{id}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -105,7 +115,7 @@ impl ShimUnderTest {
             socket_dir: Some(dir.display().to_string()),
             ..Default::default()
         };
-        let mut child = Command::new(target_dir().join("containerd-shim-voidbox-v2"))
+        let mut child = Command::new(shim)
             .args([
                 "-namespace",
                 "v3test",

@@ -154,6 +154,40 @@ async fn an_invalid_config_json_is_an_invalid_argument() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_that_is_not_a_path_component_is_refused_before_any_vm_boots() {
+    let shim = ShimUnderTest::start("badid", &spec(&["true"])).await;
+    let create = CreateTaskRequest {
+        id: "../escape".into(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
+    let ttrpc::Error::RpcStatus(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code(), ttrpc::Code::INVALID_ARGUMENT);
+    assert_eq!(
+        status.message(),
+        "container id \"../escape\": use 1-128 of [A-Za-z0-9_.-]"
+    );
+    let log = std::fs::read_to_string(shim.bundle.join("log")).unwrap();
+    assert!(!log.contains("VM started"), "no VM for a refused id:\n{log}");
+    assert!(shim.events.topics().is_empty(), "nothing was created");
+    let _ = shim
+        .client
+        .shutdown(
+            shim.ctx(&[]),
+            &ShutdownRequest {
+                id: shim.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
+    assert_eq!(shim.leftovers(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_is_not_implemented() {
     let shim = ShimUnderTest::start("ckpt", &spec(&["true"])).await;
     let err = shim

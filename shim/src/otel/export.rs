@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// One HTTP request's bound.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,6 +37,8 @@ impl ExportStats {
                 self.failed_batches.fetch_add(1, Ordering::Relaxed);
                 if !self.logged.swap(true, Ordering::Relaxed) {
                     warn!("exporting {signal} to {endpoint} failed: {e}; later failures are only counted");
+                } else {
+                    debug!(items, "exporting {signal} to {endpoint} failed: {e}");
                 }
             }
         }

@@ -171,20 +171,40 @@ impl Telemetry {
         self.guest.clone().map(|g| g as GuestSink)
     }
 
-    /// Flushes what is queued, waiting at most FLUSH_TIMEOUT per pipeline.
-    /// Blocks: call it from a blocking thread.
+    /// Flushes what is queued, all pipelines at once, waiting at most
+    /// FLUSH_TIMEOUT in all: a pipeline still stuck on a slow endpoint
+    /// then loses what it holds (it was counted as it failed) rather than
+    /// keep the shim alive. Blocks: call it from a blocking thread.
     pub fn shutdown(&self) {
-        if let Some(guest) = &self.guest {
-            let _ = guest.shutdown_with_timeout(FLUSH_TIMEOUT);
+        let mut flushes: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        if let Some(guest) = self.guest.clone() {
+            flushes.push(Box::new(move || drop(guest.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
-        if let Some(p) = &self.tracer {
-            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        if let Some(p) = self.tracer.clone() {
+            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
-        if let Some(p) = &self.meter {
-            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        if let Some(p) = self.meter.clone() {
+            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
-        if let Some(p) = &self.logger {
-            let _ = p.shutdown_with_timeout(FLUSH_TIMEOUT);
+        if let Some(p) = self.logger.clone() {
+            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+        }
+        let pending = flushes.len();
+        let (done, finished) = std::sync::mpsc::channel();
+        for flush in flushes {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                flush();
+                let _ = done.send(());
+            });
+        }
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        for _ in 0..pending {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if finished.recv_timeout(left).is_err() {
+                tracing::warn!("telemetry flush still running after {FLUSH_TIMEOUT:?}; leaving without it");
+                return;
+            }
         }
     }
 }

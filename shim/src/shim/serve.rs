@@ -49,6 +49,7 @@ pub fn serve(flags: &Flags) -> Result<(), String> {
         error!("shim server: {e}");
     }
     // Flush what is queued, within a bound, before leaving.
+    tracing::debug!("flushing telemetry");
     let t = telemetry.clone();
     let _ = runtime.block_on(runtime.spawn_blocking(move || t.shutdown()));
     // Leave rather than wait for blocked stdio threads (FIFOs nobody opens).

@@ -128,6 +128,8 @@ impl TaskService {
     }
 
     async fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
+        // Before any VM boots for it.
+        voidbox_api::ids::check_container_id(&req.id).map_err(ShimError::InvalidArgument)?;
         if self.containers.lock().expect("containers lock").contains_key(&req.id) {
             return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
         }

@@ -63,32 +63,10 @@ pub fn bundle_dir(id: &str) -> PathBuf {
 
 /// Container ids become path components: refuse anything that is not one.
 pub fn check_id(id: &str) -> Result<(), TaskError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id != "."
-        && id != ".."
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(TaskError::Invalid(format!(
-            "container id {id:?}: use 1-128 of [A-Za-z0-9_.-]"
-        )))
-    }
+    voidbox_api::ids::check_container_id(id).map_err(TaskError::Invalid)
 }
 
 /// Removes the bundle directory (the rootfs lives in a share, not here).
 pub fn remove_bundle(id: &str) {
     let _ = std::fs::remove_dir_all(bundle_dir(id));
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_are_path_components() {
-        assert!(super::check_id("abc-1_2.3").is_ok());
-        for bad in ["", "..", "a/b", "a b"] {
-            assert!(super::check_id(bad).is_err(), "{bad:?}");
-        }
-    }
 }
