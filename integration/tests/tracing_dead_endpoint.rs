@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use voidbox_integration::containerd::release_shim;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
-const PAIRS: usize = 11;
+const PAIRS: usize = 15;
 
 /// Create to exit, then delete and shutdown.
 type Phases = (Duration, Duration);

@@ -1,7 +1,7 @@
 //! `voidbox.traces.v1.Traces`: the span buffer, drained to the host.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -15,6 +15,8 @@ use super::SpanBuffer;
 
 /// Spans per message: keeps each TTRPC message far below its size limit.
 const BATCH: usize = 128;
+/// How long a batch waits for more spans after its first.
+const LINGER: Duration = Duration::from_millis(50);
 
 pub struct TraceService {
     buffer: Option<Arc<SpanBuffer>>,
@@ -53,6 +55,23 @@ impl Traces for TraceService {
             };
             let mut spans: Vec<Span> = first.into_iter().collect();
             let ending = spans.is_empty();
+            if !ending {
+                // Spans end in bursts (one RPC makes several): gather the
+                // burst into one message rather than wake the host, and
+                // spend this guest's scarce CPU, once per span.
+                let linger = tokio::time::sleep(LINGER);
+                tokio::pin!(linger);
+                while spans.len() < BATCH {
+                    tokio::select! {
+                        span = rx.recv() => match span {
+                            Some(s) => spans.push(s),
+                            None => break,
+                        },
+                        _ = &mut linger => break,
+                        _ = closing.wait_for(|c| *c) => break,
+                    }
+                }
+            }
             while spans.len() < BATCH || ending {
                 match rx.try_recv() {
                     Ok(s) => spans.push(s),
