@@ -36,15 +36,25 @@ pub fn run_suite(rt: &tokio::runtime::Runtime, n: usize) -> Result<(), String> {
     let plain = Containerd::start("bench");
     let traced = Containerd::start_with_env("bench-traced", &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint())]);
     let (mut runc, mut off, mut on) = (Samples::default(), Samples::default(), Samples::default());
-    println!("container: {n} runs of `ctr run --rm IMAGE true` each, alternating runc, voidbox, voidbox traced");
+    println!(
+        "container: {n} runs of `ctr run --rm IMAGE true` each, alternating runc, voidbox, voidbox traced \
+         (off and on swap order every run)"
+    );
     // One unmeasured run of each warms the page cache and containerd.
     run(&plain, RUNC, "warm-runc")?;
     run(&plain, VOIDBOX, "warm-voidbox")?;
     run(&traced, VOIDBOX, "warm-traced")?;
     for i in 0..n {
         runc.push(run(&plain, RUNC, &format!("runc-{i}"))?);
-        off.push(run(&plain, VOIDBOX, &format!("voidbox-{i}"))?);
-        on.push(run(&traced, VOIDBOX, &format!("traced-{i}"))?);
+        // Off and on take turns going first: neither always follows the
+        // other's teardown.
+        if i % 2 == 0 {
+            off.push(run(&plain, VOIDBOX, &format!("voidbox-{i}"))?);
+            on.push(run(&traced, VOIDBOX, &format!("traced-{i}"))?);
+        } else {
+            on.push(run(&traced, VOIDBOX, &format!("traced-{i}"))?);
+            off.push(run(&plain, VOIDBOX, &format!("voidbox-{i}"))?);
+        }
     }
     let spans = receiver.spans().len();
     println!();
