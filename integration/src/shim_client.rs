@@ -222,6 +222,11 @@ impl ShimUnderTest {
             ..Default::default()
         };
         self.client.delete(self.ctx(metadata), &delete).await.expect("Delete");
+        self.shutdown(metadata).await;
+    }
+
+    /// Shutdown, as containerd sends it when it is done with the shim.
+    pub async fn shutdown(&self, metadata: &[(&str, &str)]) {
         let shutdown = ShutdownRequest {
             id: self.id.clone(),
             ..Default::default()
@@ -230,10 +235,11 @@ impl ShimUnderTest {
         let _ = self.client.shutdown(self.ctx(metadata), &shutdown).await;
     }
 
-    /// Waits for the shim to exit, and checks it left nothing behind.
-    pub async fn assert_gone_clean(&self) {
+    /// Waits up to `within` for the shim to exit, and checks it left
+    /// nothing behind.
+    pub async fn assert_gone_clean(&self, within: std::time::Duration) {
         assert!(
-            crate::eventually(std::time::Duration::from_secs(10), || self.shim_processes().is_empty()).await,
+            crate::eventually(within, || self.shim_processes().is_empty()).await,
             "the shim exits: {:?}",
             self.shim_processes()
         );

@@ -92,16 +92,7 @@ async fn create_start_wait_delete_over_task_api_v3() {
         .await
         .unwrap();
     assert!(connect.shim_pid > 0);
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(&[]),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+    shim.shutdown(&[]).await;
 
     let topics = shim.events.topics();
     assert_eq!(
@@ -109,10 +100,17 @@ async fn create_start_wait_delete_over_task_api_v3() {
         ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"],
         "events in order"
     );
-    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
-    assert_eq!(shim.leftovers(), Vec::<String>::new());
+    shim.assert_gone_clean(Duration::from_secs(5)).await;
     let socket = shim.result.address.trim_start_matches("unix://").to_string();
     assert!(!std::path::Path::new(&socket).exists(), "the shim removed its socket");
+}
+
+/// The status of an RPC that had to fail with one.
+fn rpc_status(err: ttrpc::Error) -> ttrpc::proto::Status {
+    let ttrpc::Error::RpcStatus(status) = err else {
+        panic!("{err:?}")
+    };
+    status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,9 +127,7 @@ async fn an_invalid_config_json_is_an_invalid_argument() {
         ..Default::default()
     };
     let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
-    let ttrpc::Error::RpcStatus(status) = err else {
-        panic!("{err:?}")
-    };
+    let status = rpc_status(err);
     assert_eq!(status.code(), ttrpc::Code::INVALID_ARGUMENT);
     assert!(
         status.message().starts_with("invalid config.json in"),
@@ -139,18 +135,8 @@ async fn an_invalid_config_json_is_an_invalid_argument() {
         status.message()
     );
     assert!(shim.events.topics().is_empty(), "nothing was created");
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(&[]),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
-    assert_eq!(shim.leftovers(), Vec::<String>::new());
+    shim.shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,29 +148,17 @@ async fn an_id_that_is_not_a_path_component_is_refused_before_any_vm_boots() {
         ..Default::default()
     };
     let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
-    let ttrpc::Error::RpcStatus(status) = err else {
-        panic!("{err:?}")
-    };
+    let status = rpc_status(err);
     assert_eq!(status.code(), ttrpc::Code::INVALID_ARGUMENT);
     assert_eq!(
         status.message(),
         "container id \"../escape\": use 1-128 of [A-Za-z0-9_.-]"
     );
-    let log = std::fs::read_to_string(shim.bundle.join("log")).unwrap();
+    let log = shim.log();
     assert!(!log.contains("VM started"), "no VM for a refused id:\n{log}");
     assert!(shim.events.topics().is_empty(), "nothing was created");
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(&[]),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert!(voidbox_integration::eventually(Duration::from_secs(5), || shim.shim_processes().is_empty()).await);
-    assert_eq!(shim.leftovers(), Vec::<String>::new());
+    shim.shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,21 +175,10 @@ async fn checkpoint_is_not_implemented() {
         )
         .await
         .unwrap_err();
-    let ttrpc::Error::RpcStatus(status) = err else {
-        panic!("{err:?}")
-    };
+    let status = rpc_status(err);
     assert_eq!(status.code(), ttrpc::Code::UNIMPLEMENTED);
     assert!(status.message().contains("not implemented"), "{}", status.message());
-    let _ = shim
-        .client
-        .shutdown(
-            shim.ctx(&[]),
-            &ShutdownRequest {
-                id: shim.id.clone(),
-                ..Default::default()
-            },
-        )
-        .await;
+    shim.shutdown(&[]).await;
 }
 
 /// The container's memory limit, as Stats reports it.
@@ -264,5 +227,5 @@ async fn update_changes_the_resources_of_a_running_container() {
     shim.kill(9, &[]).await;
     assert_eq!(shim.wait(&[]).await.exit_status, 137);
     shim.delete_and_shutdown(&[]).await;
-    shim.assert_gone_clean().await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
 }

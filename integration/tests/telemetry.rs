@@ -38,7 +38,7 @@ async fn finish(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
     let _ = shim.client.kill(shim.ctx(metadata), &kill).await;
     shim.wait(metadata).await;
     shim.delete_and_shutdown(metadata).await;
-    shim.assert_gone_clean().await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
 }
 
 fn named<'a>(points: &'a [Point], name: &str) -> Vec<&'a Point> {

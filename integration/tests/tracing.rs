@@ -339,7 +339,7 @@ async fn a_pods_containers_share_the_client_trace_and_the_vm_boot_is_the_sandbox
     shim.kill(9, &md).await;
     shim.wait(&md).await;
     shim.delete_and_shutdown(&md).await;
-    shim.assert_gone_clean().await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
     assert!(!netns.links_in_netns().contains("vbtap0"), "the tap is gone");
 
     assert!(
