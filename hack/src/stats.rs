@@ -35,6 +35,14 @@ impl Samples {
         }
     }
 
+    /// The sample `num`/`den` of the way up the sorted series.
+    pub fn quantile(&self, num: usize, den: usize) -> Duration {
+        let v = self.sorted();
+        v.get(v.len().saturating_sub(1) * num / den)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn min(&self) -> Duration {
         self.sorted().first().copied().unwrap_or_default()
     }
@@ -79,5 +87,7 @@ mod tests {
         assert_eq!(s.median(), Duration::from_millis(4));
         assert_eq!(s.min(), Duration::from_millis(1));
         assert_eq!(s.max(), Duration::from_millis(9));
+        assert_eq!(s.quantile(1, 4), Duration::from_millis(1));
+        assert_eq!(s.quantile(3, 4), Duration::from_millis(5));
     }
 }

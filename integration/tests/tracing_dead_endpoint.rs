@@ -1,83 +1,112 @@
-//! A dead OTLP endpoint costs containers nothing. Alone in its test binary,
-//! so no other test's VMs disturb the timing.
-//!
-//! It measures the release shim, the build users run. Under TCG one boot
-//! varies by ±10% on its own, and the host's other load only ever adds
-//! time. So the runs come in pairs, tracing off and endpoint down back to
-//! back (alternating which goes first, after a discarded warm-up pair),
-//! and each series is judged by its lower quartile, the steadiest estimate
-//! of what a container costs when nothing else interferes; the medians are
-//! printed beside it.
+//! A dead OTLP endpoint costs containers nothing they would notice: Create
+//! does not wait on an export, no output is lost, and the shim still exits
+//! within its flush bound. What it costs in time is measured side by side
+//! by `make bench` (voidbox-bench dead-endpoint), never asserted here.
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
-use voidbox_integration::containerd::release_shim;
+use containerd_shim_protos::api::{CreateTaskRequest, StartRequest};
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
-const PAIRS: usize = 15;
+/// Enough output to cross several relay buffers.
+const LINES: usize = 20_000;
 
-/// Create to exit, then delete and shutdown.
-type Phases = (Duration, Duration);
-
-/// One container, start to finish.
-async fn run_container(env: &[(&str, &str)], name: &str) -> Phases {
-    let shim = ShimUnderTest::start_binary(&release_shim(), name, &spec(&["true"]), env).await;
-    let created = Instant::now();
-    shim.create_and_start(&[]).await;
-    assert_eq!(shim.wait(&[]).await.exit_status, 0);
-    let exited = Instant::now();
-    shim.delete_and_shutdown(&[]).await;
-    let deleted = Instant::now();
-    assert!(voidbox_integration::eventually(Duration::from_secs(10), || shim.shim_processes().is_empty()).await);
-    (exited - created, deleted - exited)
+/// Reads the FIFO to EOF (the writer closes it after the last byte).
+fn read_all(mut f: std::fs::File) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut chunk = [0u8; 65536];
+        match f.read(&mut chunk) {
+            Ok(0) => return buf,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("read fifo: {e}"),
+        }
+    }
 }
 
-/// The value a `num`/`den` share of the way up the sorted series.
-fn quantile(v: &[f64], num: usize, den: usize) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[(v.len() - 1) * num / den]
+/// The shim's bound on flushing every pipeline at exit (FLUSH_TIMEOUT in
+/// shim/src/otel/setup.rs), plus the process ending and this test's poll.
+const GONE_WITHIN: Duration = Duration::from_secs(2 + 3);
+
+/// Create and Start of a one-vCPU TCG VM take 1–3 s, 8 s on a loaded
+/// machine; an export in their path to a silent endpoint would add its
+/// 3 s timeout and 3 retries for every batch.
+const STARTED_WITHIN: Duration = Duration::from_secs(30);
+
+/// One container with every signal exporting to `endpoint`: Create does not
+/// wait on exports, its output arrives whole, and the shim exits within the
+/// flush bound after Shutdown.
+async fn container_with_endpoint(name: &str, endpoint: &str) {
+    // Traces, metrics and logs all on, all failing.
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
+    let cmd = format!("seq 1 {LINES}");
+    let shim = ShimUnderTest::start_with_env(name, &spec(&["sh", "-c", &cmd]), &env).await;
+    let (stdout, reader) = shim.fifo("stdout");
+    let reader = std::thread::spawn(move || read_all(reader));
+
+    let began = Instant::now();
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        stdout,
+        ..Default::default()
+    };
+    shim.client.create(shim.ctx(&[]), &create).await.expect("Create");
+    let start = StartRequest {
+        id: shim.id.clone(),
+        ..Default::default()
+    };
+    shim.client.start(shim.ctx(&[]), &start).await.expect("Start");
+    let started = began.elapsed();
+    assert!(
+        started < STARTED_WITHIN,
+        "{name}: Create and Start took {started:?}: they waited on the endpoint"
+    );
+    assert_eq!(shim.wait(&[]).await.exit_status, 0, "{name}: exit status");
+    let expected: String = (1..=LINES).map(|i| format!("{i}\n")).collect();
+    let got = reader.join().unwrap();
+    assert!(
+        got == expected.as_bytes(),
+        "{name}: output lost: {} of {} bytes",
+        got.len(),
+        expected.len()
+    );
+
+    shim.delete_and_shutdown(&[]).await;
+    let shutdown = Instant::now();
+    shim.assert_gone_clean(GONE_WITHIN).await;
+    println!(
+        "{name}: Create+Start {started:?}, shim gone {:?} after Shutdown",
+        shutdown.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_endpoint_neither_fails_nor_slows_containers() {
+async fn a_refusing_endpoint_blocks_nothing_and_loses_no_output() {
     // Nothing listens here: every export fails at once.
-    let dead = {
+    let refused = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    // Traces, metrics and logs all on, all failing.
-    let down_env = [("OTEL_EXPORTER_OTLP_ENDPOINT", dead.as_str())];
-    run_container(&[], "warm-off").await;
-    run_container(&down_env, "warm-down").await;
+    container_with_endpoint("refused", &refused).await;
+}
 
-    let mut pairs = Vec::new();
-    for i in 0..PAIRS {
-        let (off, down) = if i % 2 == 0 {
-            let off = run_container(&[], &format!("off{i}")).await;
-            (off, run_container(&down_env, &format!("down{i}")).await)
-        } else {
-            let down = run_container(&down_env, &format!("down{i}")).await;
-            (run_container(&[], &format!("off{i}")).await, down)
-        };
-        pairs.push((off, down));
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let series = |f: &dyn Fn(&(Phases, Phases)) -> Duration| pairs.iter().map(|p| ms(f(p))).collect::<Vec<_>>();
-    let (off_exit, down_exit) = (series(&|p| p.0 .0), series(&|p| p.1 .0));
-    let (off_delete, down_delete) = (series(&|p| p.0 .1), series(&|p| p.1 .1));
-    let (off_q1, down_q1) = (quantile(&off_exit, 1, 4), quantile(&down_exit, 1, 4));
-    let ratio = down_q1 / off_q1;
-    println!(
-        "{PAIRS} pairs, create to exit: lower quartile tracing off {off_q1:.0} ms, endpoint down {down_q1:.0} ms, \
-         ratio {ratio:.3} (medians {:.0} ms, {:.0} ms); delete and shutdown, medians off {:.0} ms, down {:.0} ms",
-        quantile(&off_exit, 1, 2),
-        quantile(&down_exit, 1, 2),
-        quantile(&off_delete, 1, 2),
-        quantile(&down_delete, 1, 2),
-    );
-    assert!(
-        ratio <= 1.10,
-        "a dead endpoint slowed containers down: create to exit {ratio:.3} times as long (off, down: {pairs:?})"
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_endpoint_blocks_nothing_and_loses_no_output() {
+    // Accepts connections and never answers: every export hangs until its
+    // timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let _held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in silent.incoming() {
+            conns.push(c);
+        }
+    });
+    container_with_endpoint("silent", &endpoint).await;
 }

@@ -2,14 +2,17 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container] [telemetry]
+//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry]
 
 mod boot;
 mod container;
+mod dead_endpoint;
 mod telemetry;
 
 /// Runs of each arm of the container suite, at least.
 const CONTAINER_RUNS: usize = 11;
+/// Off/down pairs of the dead-endpoint suite.
+const DEAD_ENDPOINT_PAIRS: usize = 15;
 /// Idle/sampling window pairs of the telemetry suite.
 const TELEMETRY_ROUNDS: usize = 3;
 
@@ -26,12 +29,14 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" | "telemetry" => suites.push(arg),
+            "boot" | "container" | "dead-endpoint" | "telemetry" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites = vec!["boot".to_string(), "container".to_string(), "telemetry".to_string()];
+        suites = ["boot", "container", "dead-endpoint", "telemetry"]
+            .map(String::from)
+            .to_vec();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -46,6 +51,7 @@ fn main() {
             "boot" => rt.block_on(boot::run(boots)),
             // One TCG boot varies by ±10%: a 2% goal needs more samples.
             "container" => container::run_suite(&rt, boots.max(CONTAINER_RUNS)),
+            "dead-endpoint" => rt.block_on(dead_endpoint::run(DEAD_ENDPOINT_PAIRS)),
             "telemetry" => rt.block_on(telemetry::run(TELEMETRY_ROUNDS)),
             _ => unreachable!(),
         };
