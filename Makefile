@@ -48,7 +48,7 @@ lint:
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint
 	# The containerd tests run the shim binary: cargo test alone does not build it.
-	# The timing test measures the release shim (the one `install` builds).
+	# test-install installs the release build.
 	$(CARGO) build --workspace --bins
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) $(CARGO) test --workspace
@@ -59,13 +59,15 @@ test: deps kernel guest-bins image-verify lint
 test-libkrun:
 	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
-			--test vm --test containerd --test task_v3 --test tracing \
+			--test vm --test containerd --test containerd_io --test docker --test task_v3 \
+			--test tracing --test tracing_containerd \
 			--test pod_network --test cri_pod; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi
 
-## bench: boot time against the bare kernel, container start against runc (medians of one run)
+## bench: boot time against the bare kernel, container start against runc, tracing on against off,
+## a dead OTLP endpoint against none (medians of one run)
 bench: deps kernel guest-bins
 	$(CARGO) build --release -p voidbox-hack -p voidbox-shim
 	$(WITH_ASSETS) target/release/voidbox-bench
@@ -91,7 +93,7 @@ test-tracing: deps kernel guest-bins
 	$(CARGO) build --workspace --bins
 	$(CARGO) build --release -p voidbox-shim
 	VOIDBOX_TRACE_OUT=$(CURDIR)/$(TRACE_OUT) $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
-		--test tracing --test tracing_dead_endpoint --test trace_flood
+		--test tracing --test tracing_containerd --test tracing_dead_endpoint --test trace_flood
 	@if hack/jaeger.sh status >/dev/null 2>&1; then \
 		$(WITH_ASSETS) env DEMO_OTLP_ENDPOINT=http://localhost:4318 hack/demo.sh >/dev/null && \
 		echo "test-tracing: a traced container went to Jaeger: make jaeger-open (service voidbox), or make jaeger-gantt"; \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the guest root filesystem: vminitd as /init, Debian's crun with
-# exactly the shared libraries it loads, and the mount points vminitd uses.
+# Builds the guest root filesystem: vminitd as /init, crun (1.21, built from
+# Debian trixie's source by hack/fetch-debs.sh, or $VOIDBOX_CRUN) with exactly
+# the shared libraries it loads, and the mount points vminitd uses.
 # Both forms are produced from one staging tree: an erofs image (the default
 # root, attached as /dev/vda) and an uncompressed initramfs (for comparison).
 #
@@ -14,7 +15,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${VOIDBOX_CACHE:-/var/cache/voidbox}
-crun=${VOIDBOX_CRUN:-/usr/bin/crun}
+# Debian 12's crun 1.8.1 rejects the runtime-spec 1.2.x that containerd 2.1
+# and Docker 28 write; the cached 1.21 build accepts it (docs/guest.md).
+crun=${VOIDBOX_CRUN:-$("$here/../hack/fetch-debs.sh" crun)}
 # A fixed identity for every file: same inputs, same bytes.
 epoch=0
 uuid=6f696476-786f-4200-8000-766f6964626f
@@ -92,7 +95,7 @@ prune() {
 
 need mkfs.erofs erofs-utils
 need cpio cpio
-[[ -x $crun ]] || die "$crun missing; run 'make deps' (apt-get install crun)"
+[[ -x $crun ]] || die "crun $crun missing; run 'make deps' (or hack/fetch-debs.sh crun)"
 
 case ${1:-} in
 --bare)

@@ -21,6 +21,15 @@ if [[ -f $out/vmlinux ]]; then
     exit 0
 fi
 
+# One build per key at a time: a second caller waits, then finds it cached.
+mkdir -p "$cache/build"
+exec 9>"$cache/build/kernel-$key.lock"
+flock 9
+if [[ -f $out/vmlinux ]]; then
+    echo "$out/vmlinux"
+    exit 0
+fi
+
 build=$cache/build/kernel-$key
 rm -rf "$build"
 mkdir -p "$build"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what voidbox needs on Debian 12: the apt packages that are missing,
-# and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE).
+# and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE). Then
+# fetches into that cache, without installing them, the guest's crun 1.21 and
+# the newer clients containerd 2.1 and Docker 28 (hack/fetch-debs.sh).
 # A second run finds everything present and installs nothing.
+# Prints only the vhost-device-vsock path on stdout (hack/with-assets.sh reads it).
 set -euo pipefail
 
 cache=${VOIDBOX_CACHE:-/var/cache/voidbox}
@@ -16,6 +19,8 @@ packages=(
     linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make gcc
     # guest image
     cpio erofs-utils
+    # the guest's crun 1.21, built from trixie's source (hack/fetch-debs.sh crun)
+    gperf pkg-config libyajl-dev libseccomp-dev libcap-dev
     # tests and tools
     iproute2 procps
     # CRI tests: the CNI plugins containerd's CRI plugin networks pods with
@@ -46,4 +51,10 @@ if [[ ! -x $vsock ]]; then
     cargo install --locked --quiet vhost-device-vsock --version "$VHOST_VSOCK_VERSION" \
         --root "$cache/vhost-device-vsock-$VHOST_VSOCK_VERSION" >&2
 fi
+# The caller reads only the vsock path: the fetched paths stay off stdout.
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/fetch-debs.sh" crun >/dev/null
+"$here/fetch-debs.sh" client containerd >/dev/null
+"$here/fetch-debs.sh" client docker >/dev/null
+
 echo "$vsock"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs a command with the guest assets built (or found in the cache) and
 # pointed at by the environment the tests, the bench and the demo read:
-#   VOIDBOX_KERNEL, VOIDBOX_IMAGE, VOIDBOX_BARE_INITRD, VOIDBOX_VHOST_VSOCK
+#   VOIDBOX_KERNEL, VOIDBOX_IMAGE, VOIDBOX_BARE_INITRD, VOIDBOX_VHOST_VSOCK,
+#   VOIDBOX_CONTAINERD2_DIR (unpacked containerd 2.1: usr/bin/containerd, ctr)
+#   and VOIDBOX_DOCKER_DIR (unpacked Docker 28: usr/sbin/dockerd, usr/bin/docker)
 #
 #   hack/with-assets.sh COMMAND [ARGS...]
 set -euo pipefail
@@ -13,5 +15,9 @@ VOIDBOX_KERNEL=$("$top/guest/build-kernel.sh")
 image_dir=$("$top/guest/build-image.sh" "$target/vminitd")
 VOIDBOX_IMAGE=$image_dir/guest.erofs
 VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
-export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_BARE_INITRD
+# install-deps.sh has fetched these already: here they are only looked up.
+VOIDBOX_CONTAINERD2_DIR=$("$top/hack/fetch-debs.sh" client containerd)
+VOIDBOX_DOCKER_DIR=$("$top/hack/fetch-debs.sh" client docker)
+export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_BARE_INITRD \
+    VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR
 exec "$@"

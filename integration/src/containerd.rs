@@ -1,11 +1,13 @@
 //! A private containerd for one test: its own config, root, state and
 //! socket, started and stopped by the test. The host's containerd is never
 //! touched. The voidbox shim is found on its PATH (the cargo target dir).
+//! Either release in `ContainerdVersion` can run; `start` runs the system's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::clients::ContainerdVersion;
 use crate::image::busybox_tarball;
 
 pub const RUNTIME: &str = "io.containerd.voidbox.v2";
@@ -13,6 +15,7 @@ pub const IMAGE: &str = "localhost/busybox:latest";
 pub const NAMESPACE: &str = "voidbox-test";
 
 pub struct Containerd {
+    pub version: ContainerdVersion,
     pub dir: PathBuf,
     pub state: PathBuf,
     pub socket: PathBuf,
@@ -51,13 +54,18 @@ impl Containerd {
 
     /// As `start`, with extra environment for containerd and so its shims.
     pub fn start_with_env(name: &str, env: &[(&str, &str)]) -> Containerd {
+        Self::start_on(ContainerdVersion::V1_6, name, env)
+    }
+
+    /// As `start_with_env`, running containerd `version`.
+    pub fn start_on(version: ContainerdVersion, name: &str, env: &[(&str, &str)]) -> Containerd {
         let shim = target_dir().join("containerd-shim-voidbox-v2");
         assert!(
             shim.exists(),
             "{} missing: build the workspace first (make test does)",
             shim.display()
         );
-        let c = Self::launch(name, env, |_, _| {
+        let c = Self::launch(version, name, env, |_, _| {
             "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n".to_string()
         });
         let image = busybox_tarball(&c.dir);
@@ -67,8 +75,14 @@ impl Containerd {
 
     /// Starts containerd `name` with the config `plugins(dir, state)` adds to
     /// the common part (top-level keys first, then tables), and waits for it.
-    pub(crate) fn launch(name: &str, env: &[(&str, &str)], plugins: impl FnOnce(&Path, &Path) -> String) -> Containerd {
-        let tag = format!("{name}-{}", std::process::id());
+    /// The config is format 2, which 2.x migrates as it loads it.
+    pub(crate) fn launch(
+        version: ContainerdVersion,
+        name: &str,
+        env: &[(&str, &str)],
+        plugins: impl FnOnce(&Path, &Path) -> String,
+    ) -> Containerd {
+        let tag = format!("{name}-{}-{}", version.tag(), std::process::id());
         let dir = std::env::temp_dir().join(format!("voidbox-ctd-{tag}"));
         // State holds sockets: keep it short.
         let state = PathBuf::from(format!("/run/vbt-{tag}"));
@@ -89,13 +103,15 @@ impl Containerd {
             ),
         )
         .unwrap();
-        let path = format!(
-            "{}:{}",
-            target_dir().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
+        // The shim first; then the release's own binaries (its runc shim).
+        let path = std::env::join_paths(
+            std::iter::once(target_dir())
+                .chain(version.bin_dir())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
+        let child = Command::new(version.binary("containerd"))
             .arg("--config")
             .arg(&config)
             .env("PATH", path)
@@ -110,8 +126,9 @@ impl Containerd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start containerd (make deps installs it)");
+            .unwrap_or_else(|e| panic!("start {version} (make deps installs it): {e}"));
         let c = Containerd {
+            version,
             dir,
             state,
             socket,
@@ -119,11 +136,7 @@ impl Containerd {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(c.socket.exists() && c.ctr(&["version"]).status.success()) {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                c.log_tail()
-            );
+            assert!(Instant::now() < deadline, "{version} did not come up: {}", c.log_tail());
             std::thread::sleep(Duration::from_millis(20));
         }
         c
@@ -131,7 +144,7 @@ impl Containerd {
 
     /// `ctr -n namespace image import --base-name base_name tarball`.
     pub fn import_image(&self, namespace: &str, base_name: &str, tarball: &Path) {
-        let out = Command::new("ctr")
+        let out = Command::new(self.version.binary("ctr"))
             .arg("--address")
             .arg(&self.socket)
             .args(["--namespace", namespace, "image", "import", "--base-name", base_name])
@@ -140,7 +153,8 @@ impl Containerd {
             .expect("run ctr");
         assert!(
             out.status.success(),
-            "image import: {}",
+            "image import on {}: {}",
+            self.version,
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -156,7 +170,7 @@ impl Containerd {
     }
 
     pub fn ctr_command(&self) -> Command {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(self.version.binary("ctr"));
         cmd.arg("--address").arg(&self.socket).arg("--namespace").arg(NAMESPACE);
         cmd
     }
@@ -174,10 +188,15 @@ impl Containerd {
         c
     }
 
+    /// The last lines of containerd's log, headed by its version.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        format!(
+            "[{}]\n{}",
+            self.version,
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::clients::ContainerdVersion;
 use crate::cni::{self, Network, CNI_BIN_DIR};
 use crate::containerd::Containerd;
 use crate::cri::{Cri, PodBuilder};
@@ -49,7 +50,7 @@ impl Containerd {
 impl CriContainerd {
     pub fn start(name: &str, env: &[(&str, &str)]) -> CriContainerd {
         let mut network = None;
-        let containerd = Containerd::launch(name, env, |dir, state| {
+        let containerd = Containerd::launch(ContainerdVersion::V1_6, name, env, |dir, state| {
             let net = Network::create(&format!("vbt-{name}-{}", std::process::id()), dir);
             let config = config_toml(state, &net);
             network = Some(net);

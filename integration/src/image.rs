@@ -84,6 +84,14 @@ pub fn unpack_busybox(dir: &Path) {
         .expect("unpack busybox layer");
 }
 
+/// Writes the busybox layer alone as a tarball into `dir`: what
+/// `docker import` takes (its classic store cannot load an OCI layout).
+pub fn busybox_layer_tarball(dir: &Path) -> PathBuf {
+    let path = dir.join("busybox-layer.tar");
+    std::fs::write(&path, layer()).expect("write the busybox layer");
+    path
+}
+
 /// The pause image CRI runs as each pod's sandbox: a shell that sleeps until
 /// told to stop, and exits 0 on SIGTERM/SIGINT (as PID 1 it needs the trap).
 pub const PAUSE_ENTRYPOINT: &[&str] = &[

@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests: VM configs built from the
 //! assets `make test` prepares, and checks that nothing was left behind.
 
+pub mod clients;
 pub mod cni;
 pub mod containerd;
 pub mod containerd_cri;
 pub mod cri;
+pub mod ctr;
+pub mod docker;
 pub mod fake_cni;
 pub mod image;
 pub mod otlp;

@@ -99,6 +99,16 @@ pub fn missing(spans: &[Span], service: &str, want: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The clock sync's uncertainty, which VMBoot records.
+pub fn clock_uncertainty(spans: &[Span]) -> u64 {
+    spans
+        .iter()
+        .find(|s| s.name == "VMBoot")
+        .and_then(|s| s.attributes.get("clock.uncertainty_ns"))
+        .and_then(|v| v.parse().ok())
+        .expect("VMBoot records the clock uncertainty")
+}
+
 /// `span`'s ancestors in the trace, nearest first.
 pub fn ancestors<'a>(spans: &'a [Span], span: &Span) -> Vec<&'a Span> {
     let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();

@@ -1,58 +1,19 @@
-//! The shim through a real containerd 1.6 (task API v2), driven with ctr as a
-//! user would: a private containerd, a locally built busybox image.
+//! The shim through real containerds, driven with ctr as a user would: a
+//! private containerd, a locally built busybox image. Every scenario runs on
+//! containerd 1.6 (task API v2) and 2.1 (task API v3, bootstrap protocol);
+//! the test's module names the release (`containerd_1_6::echo...`).
 
 use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use voidbox_integration::containerd::{Containerd, IMAGE, RUNTIME};
+use voidbox_integration::clients::ContainerdVersion;
+use voidbox_integration::containerd::{Containerd, RUNTIME};
+use voidbox_integration::ctr::{ok, remove, run_detached, task_status, text};
+use voidbox_integration::on_each_containerd;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output, ctd: &Containerd) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}\n--- containerd log ---\n{}",
-        out.status,
-        text(&out.stderr),
-        ctd.log_tail()
-    );
-    text(&out.stdout)
-}
-
-/// Runs `ctr run -d` (detached, no stdio) and waits until the task runs.
-fn run_detached(ctd: &Containerd, id: &str, cmd: &[&str]) {
-    let mut c = ctd.ctr_command();
-    c.args(["run", "-d", "--null-io", "--runtime", RUNTIME, IMAGE, id])
-        .args(cmd);
-    ok(&c.output().unwrap(), ctd);
-    assert!(task_status(ctd, id).contains("RUNNING"), "{}", task_status(ctd, id));
-}
-
-fn task_status(ctd: &Containerd, id: &str) -> String {
-    let out = ctd.ctr(&["task", "ls"]);
-    text(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(&format!("{id} ")))
-        .unwrap_or("")
-        .to_string()
-}
-
-fn remove(ctd: &Containerd, id: &str) {
-    let _ = ctd.ctr(&["task", "kill", "-s", "KILL", id]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !task_status(ctd, id).contains("STOPPED") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ok(&ctd.ctr(&["task", "delete", id]), ctd);
-    ok(&ctd.ctr(&["container", "delete", id]), ctd);
-}
-
-#[test]
-fn host_directories_are_shared_into_the_vm_read_write_or_read_only() {
-    let ctd = Containerd::start("volume");
+fn host_directories_are_shared_into_the_vm_read_write_or_read_only(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "volume", &[]);
     let data = ctd.dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("in"), "from the host\n").unwrap();
@@ -96,9 +57,8 @@ fn host_directories_are_shared_into_the_vm_read_write_or_read_only() {
     ctd.assert_clean();
 }
 
-#[test]
-fn echo_hello_and_exit_codes() {
-    let ctd = Containerd::start("echo");
+fn echo_hello_and_exit_codes(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "echo", &[]);
     let events = ctd.events();
     let out = ctd.run_command("echo1", &[], &["echo", "hello"]).output().unwrap();
     assert_eq!(ok(&out, &ctd), "hello\n");
@@ -128,9 +88,8 @@ fn echo_hello_and_exit_codes() {
     ctd.assert_clean();
 }
 
-#[test]
-fn stdin_is_piped_in_and_read_back() {
-    let ctd = Containerd::start("stdin");
+fn stdin_is_piped_in_and_read_back(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "stdin", &[]);
     let mut child = ctd
         .run_command("stdin1", &[], &["sh", "-c", "cat; echo done"])
         .stdin(Stdio::piped())
@@ -145,9 +104,8 @@ fn stdin_is_piped_in_and_read_back() {
     ctd.assert_clean();
 }
 
-#[test]
-fn a_tty_session() {
-    let ctd = Containerd::start("tty");
+fn a_tty_session(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "tty", &[]);
     // ctr needs a terminal of its own for -t: script(1) gives it one, of a
     // size ctr passes on to the container's pty (ResizePty).
     let ctr = ctd.run_command("tty1", &["-t"], &["sh", "-c", "tty; stty size; echo ok"]);
@@ -169,9 +127,8 @@ fn a_tty_session() {
     ctd.assert_clean();
 }
 
-#[test]
-fn exec_while_the_task_runs_and_pids() {
-    let ctd = Containerd::start("exec");
+fn exec_while_the_task_runs_and_pids(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "exec", &[]);
     let events = ctd.events();
     run_detached(&ctd, "exec1", &["sleep", "300"]);
     let out = ctd.ctr(&[
@@ -216,9 +173,8 @@ fn exec_while_the_task_runs_and_pids() {
     ctd.assert_clean();
 }
 
-#[test]
-fn kill_with_term_and_kill() {
-    let ctd = Containerd::start("kill");
+fn kill_with_term_and_kill(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "kill", &[]);
     // TERM reaches the container, which exits by its own trap.
     let mut term = ctd
         .run_command(
@@ -255,9 +211,8 @@ fn kill_with_term_and_kill() {
     ctd.assert_clean();
 }
 
-#[test]
-fn pause_and_resume() {
-    let ctd = Containerd::start("pause");
+fn pause_and_resume(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "pause", &[]);
     let events = ctd.events();
     run_detached(
         &ctd,
@@ -313,9 +268,8 @@ fn pause_and_resume() {
     ctd.assert_clean();
 }
 
-#[test]
-fn task_metrics_come_from_the_guest_cgroup() {
-    let ctd = Containerd::start("metrics");
+fn task_metrics_come_from_the_guest_cgroup(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "metrics", &[]);
     run_detached(&ctd, "metrics1", &["sleep", "300"]);
     let out = ok(&ctd.ctr(&["task", "metrics", "metrics1"]), &ctd);
     let value = |name: &str| -> u64 {
@@ -332,9 +286,8 @@ fn task_metrics_come_from_the_guest_cgroup() {
     ctd.assert_clean();
 }
 
-#[test]
-fn ten_mib_of_stdout_arrive_byte_exact() {
-    let ctd = Containerd::start("bulk");
+fn ten_mib_of_stdout_arrive_byte_exact(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "bulk", &[]);
     let out = ctd
         .run_command(
             "bulk1",
@@ -371,9 +324,8 @@ fn ten_mib_of_stdout_arrive_byte_exact() {
     ctd.assert_clean();
 }
 
-#[test]
-fn four_containers_at_once() {
-    let ctd = Containerd::start("four");
+fn four_containers_at_once(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "four", &[]);
     let children: Vec<_> = (0..4)
         .map(|i| {
             ctd.run_command(
@@ -394,9 +346,8 @@ fn four_containers_at_once() {
     ctd.assert_clean();
 }
 
-#[test]
-fn a_container_over_its_memory_limit_is_oom_killed() {
-    let ctd = Containerd::start("oom");
+fn a_container_over_its_memory_limit_is_oom_killed(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "oom", &[]);
     let events = ctd.events();
     let out = ctd
         .run_command(
@@ -415,9 +366,8 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
     ctd.assert_clean();
 }
 
-#[test]
-fn a_vm_that_dies_ends_its_processes_with_255() {
-    let ctd = Containerd::start("vmdeath");
+fn a_vm_that_dies_ends_its_processes_with_255(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "vmdeath", &[]);
     let events = ctd.events();
     let mut run = ctd
         .run_command("death1", &[], &["sh", "-c", "echo ready; sleep 300"])
@@ -442,9 +392,8 @@ fn a_vm_that_dies_ends_its_processes_with_255() {
     ctd.assert_clean();
 }
 
-#[test]
-fn bad_input_gets_a_clear_error_and_leaves_nothing() {
-    let ctd = Containerd::start("badinput");
+fn bad_input_gets_a_clear_error_and_leaves_nothing(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "badinput", &[]);
     let fails = |id: &str, extra: &[&str], cmd: &[&str]| -> String {
         let out = ctd.run_command(id, extra, cmd).output().unwrap();
         assert!(!out.status.success(), "{id} should fail");
@@ -550,3 +499,19 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
     }
     ctd.assert_clean();
 }
+
+on_each_containerd!(
+    host_directories_are_shared_into_the_vm_read_write_or_read_only,
+    echo_hello_and_exit_codes,
+    stdin_is_piped_in_and_read_back,
+    a_tty_session,
+    exec_while_the_task_runs_and_pids,
+    kill_with_term_and_kill,
+    pause_and_resume,
+    task_metrics_come_from_the_guest_cgroup,
+    ten_mib_of_stdout_arrive_byte_exact,
+    four_containers_at_once,
+    a_container_over_its_memory_limit_is_oom_killed,
+    a_vm_that_dies_ends_its_processes_with_255,
+    bad_input_gets_a_clear_error_and_leaves_nothing,
+);

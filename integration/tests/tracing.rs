@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use containerd_shim_protos::api::*;
-use voidbox_integration::otlp::{Receiver, Span};
+use voidbox_integration::otlp::Receiver;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 use voidbox_integration::trace_check::*;
 use voidbox_integration::trace_tree::Tree;
@@ -56,15 +56,6 @@ async fn run_container(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
     shim.delete_and_shutdown(metadata).await;
 }
 
-fn uncertainty(spans: &[Span]) -> u64 {
-    spans
-        .iter()
-        .find(|s| s.name == "VMBoot")
-        .and_then(|s| s.attributes.get("clock.uncertainty_ns"))
-        .and_then(|v| v.parse().ok())
-        .expect("VMBoot records the clock uncertainty")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
@@ -110,7 +101,7 @@ async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
         "guest spans:\n{tree}"
     );
     guest_parents_exist(&spans).unwrap();
-    let slack = uncertainty(&spans);
+    let slack = clock_uncertainty(&spans);
     let checked =
         guest_inside_host_parents(&spans, slack).unwrap_or_else(|e| panic!("clock test (±{slack} ns):\n{e}\n{tree}"));
     assert!(checked >= 5, "guest spans with host parents: {checked}\n{tree}");
@@ -193,54 +184,6 @@ async fn a_failed_create_marks_its_span() {
             "{name}"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
-    let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
-    let endpoint = otlp.endpoint();
-    let ctd = tokio::task::spawn_blocking(move || {
-        voidbox_integration::containerd::Containerd::start_with_env(
-            "trace16",
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
-        )
-    })
-    .await
-    .unwrap();
-    let mut cmd = ctd.run_command("traced1", &[], &["echo", "hi"]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        otlp.wait_for(Duration::from_secs(15), |s| s.iter().any(|s| s.name == "Container"))
-            .await,
-        "the root span arrives when the shim exits"
-    );
-    let spans = otlp.spans();
-    let tree = Tree::new(&spans).waterfall(40);
-    one_trace(&spans).unwrap_or_else(|e| panic!("{e}\n{tree}"));
-    let roots = roots(&spans);
-    assert_eq!(roots.len(), 1, "one root: {roots:?}\n{tree}");
-    assert_eq!(roots[0].0, "Container", "the root is the shim's");
-    assert_eq!(roots[0].1, "", "with no parent: containerd 1.6 propagates nothing");
-    for rpc in ["Create", "Start", "Wait", "Delete", "Shutdown"] {
-        assert!(
-            spans.iter().any(|s| s.name == rpc && s.service == SHIM),
-            "no {rpc}:\n{tree}"
-        );
-    }
-    assert_eq!(
-        missing(
-            &spans,
-            GUEST,
-            &["guest.kernel", "task.create", "crun.create", "crun.start"]
-        ),
-        Vec::<String>::new()
-    );
-    guest_parents_exist(&spans).unwrap();
-    guest_inside_host_parents(&spans, uncertainty(&spans)).unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
-    drop(ctd);
 }
 
 /// A pod as containerd 2.x drives it: the sandbox, then a container that

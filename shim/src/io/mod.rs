@@ -1,7 +1,10 @@
-//! Stdio between containerd's FIFOs and the guest's vsock streams.
+//! Stdio between what containerd asked for (FIFOs, log files, logging
+//! binaries) and the guest's vsock streams.
 
-mod fifo;
+mod logger;
+mod process_io;
 mod streams;
+mod uri;
 
-pub use fifo::{IoPaths, ProcessIo};
+pub use process_io::{IoError, IoPaths, Owner, ProcessIo};
 pub use streams::StreamMux;

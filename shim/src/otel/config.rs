@@ -87,7 +87,9 @@ impl OtelConfig {
                 "/v1/metrics",
             )?,
             logs: signal("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_LOGS_EXPORTER", "/v1/logs")?,
-            service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE.into()),
+            // Not OTEL_SERVICE_NAME: a shim inherits containerd's environment,
+            // and containerd's own name would hide which spans are whose.
+            service_name: var("VOIDBOX_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE.into()),
             guest_buffer,
             metric_interval: millis(
                 "OTEL_METRIC_EXPORT_INTERVAL",
@@ -126,7 +128,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/custom"),
             ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_SERVICE_NAME", "mine"),
+            ("OTEL_SERVICE_NAME", "containerd"),
+            ("VOIDBOX_SERVICE_NAME", "mine"),
         ])
         .unwrap();
         assert_eq!(
@@ -136,7 +139,9 @@ mod tests {
         );
         assert_eq!(c.metrics, None);
         assert_eq!(c.logs.as_deref(), Some("http://a:4318/v1/logs"));
-        assert_eq!(c.service_name, "mine");
+        assert_eq!(c.service_name, "mine", "the shim's own name, not containerd's");
+        let inherited = cfg(&[("OTEL_SERVICE_NAME", "containerd")]).unwrap();
+        assert_eq!(inherited.service_name, "voidbox", "containerd's name is not the shim's");
         let only_metrics = cfg(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:1/v1/metrics")]).unwrap();
         assert_eq!((only_metrics.traces, only_metrics.logs), (None, None));
         assert!(cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]).is_err());

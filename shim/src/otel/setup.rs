@@ -2,7 +2,7 @@
 //! when their endpoints are set.
 //!
 //! Traces come in two pipelines on one endpoint: the shim's spans (service
-//! `voidbox`, or `OTEL_SERVICE_NAME`) through the tracing subscriber, and the
+//! `voidbox`, or `VOIDBOX_SERVICE_NAME`) through the tracing subscriber, and the
 //! guest's (service `voidbox-vm`), which arrive already finished. Every
 //! pipeline batches on the tokio runtime with bounded queues.
 

@@ -15,44 +15,51 @@ use voidbox_api::otel::propagation::{extract, Metadata};
 use crate::task::pod::{SANDBOX_NAME, SANDBOX_NAMESPACE};
 use crate::task::ShimError;
 
-/// The span of task RPC `name` for container `id`.
+/// The span of task RPC `name` for container `id`: a child of the caller's
+/// propagated context, linked to the container's root span; or, when the
+/// caller propagates nothing (containerd 1.6), a child of that root.
 pub fn rpc(name: &'static str, id: &str, metadata: &Metadata, root: Option<Context>) -> Span {
     let span = info_span!("rpc", otel.name = name, otel.kind = "server", rpc.system = "ttrpc", rpc.method = name, container.id = %id);
     let incoming = extract(metadata);
-    let parent = if incoming.span().span_context().is_valid() {
-        Some(incoming)
-    } else {
-        root
-    };
+    if incoming.span().span_context().is_valid() {
+        let _ = span.set_parent(incoming);
+        if let Some(root) = root {
+            span.add_link(root.span().span_context().clone());
+        }
+    } else if let Some(root) = root {
+        let _ = span.set_parent(root);
+    }
+    span
+}
+
+/// The root span of a container, its lifetime: under `parent` (the Create
+/// request's context, or the pod's root span) or a root itself. `kind` is
+/// standalone, sandbox or container.
+pub fn container_root(id: &str, parent: Option<Context>, kind: &str) -> Span {
+    let span =
+        info_span!(parent: None, "container", otel.name = "Container", container.id = %id, container.kind = kind);
     if let Some(parent) = parent {
         let _ = span.set_parent(parent);
     }
     span
 }
 
-/// The root span of a container whose caller propagates no context: a root
-/// itself, or a child of its pod's root span. `kind` is standalone,
-/// sandbox or container.
-pub fn container_root(id: &str, pod: Option<&Span>, kind: &str) -> Span {
-    let span =
-        info_span!(parent: None, "container", otel.name = "Container", container.id = %id, container.kind = kind);
-    if let Some(pod) = pod {
-        let _ = span.set_parent(pod.context());
-    }
-    span
-}
-
-/// The root span of a pod (opened with its sandbox), from CRI's annotations.
-pub fn pod_root(sandbox_id: &str, annotations: &HashMap<String, String>) -> Span {
+/// The root span of a pod (opened with its sandbox), from CRI's
+/// annotations: under the sandbox's Create request, if it has a context.
+pub fn pod_root(sandbox_id: &str, annotations: &HashMap<String, String>, parent: Option<Context>) -> Span {
     let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
-    info_span!(
+    let span = info_span!(
         parent: None,
         "pod",
         otel.name = "Pod",
         k8s.pod.name = %get(SANDBOX_NAME),
         k8s.namespace.name = %get(SANDBOX_NAMESPACE),
         pod.sandbox_id = %sandbox_id,
-    )
+    );
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent);
+    }
+    span
 }
 
 /// Marks `span` failed with `err`.

@@ -56,6 +56,7 @@ impl Bundle {
     /// Checks that the guest can give the container what its spec asks,
     /// before anything is started for it.
     pub fn check(&self, role: &Role) -> Result<()> {
+        super::spec_fields::check(&self.raw).map_err(|e| ShimError::InvalidArgument(e.to_string()))?;
         self.namespaces(role).map(|_| ())
     }
 
@@ -68,7 +69,11 @@ impl Bundle {
     ///   guest paths CRI gave (/proc/<sandbox pid>/ns/...);
     /// - the host's LSM labels go: the guest kernel has no LSM;
     /// - OCI hooks go: they are host programs, and the namespaces and pids
-    ///   they would be handed are the guest's.
+    ///   they would be handed are the guest's;
+    /// - the container gets a cgroup namespace and cgroup2 on
+    ///   /sys/fs/cgroup: the guest is pure cgroup v2 whatever the host's
+    ///   mode (which shaped the spec the client wrote), and runtimes such
+    ///   as the JVM's or Go's read the container's limits there.
     pub fn guest_spec(&self, role: &Role, mut share: impl FnMut(&Path) -> Result<String>) -> Result<Vec<u8>> {
         let mut v = self.raw.clone();
         let namespaces = self.namespaces(role)?;
@@ -88,7 +93,13 @@ impl Bundle {
         if let Some(linux) = v.get_mut("linux").and_then(Value::as_object_mut) {
             linux.remove("mountLabel");
             if linux.contains_key("namespaces") {
-                linux.insert("namespaces".into(), Value::Array(namespaces));
+                linux.insert("namespaces".into(), Value::Array(with_cgroup_ns(namespaces)));
+            }
+        }
+        if let Some(obj) = v.as_object_mut() {
+            let mounts = obj.entry("mounts").or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(mounts) = mounts.as_array_mut() {
+                mount_cgroup2(mounts);
             }
         }
         if let Some(mounts) = v.get_mut("mounts").and_then(Value::as_array_mut) {
@@ -156,6 +167,42 @@ impl Bundle {
     }
 }
 
+/// Adds a new cgroup namespace unless the spec has one (its own, or a pod
+/// sandbox's to join).
+fn with_cgroup_ns(mut namespaces: Vec<Value>) -> Vec<Value> {
+    if !namespaces.iter().any(|ns| ns["type"] == "cgroup") {
+        namespaces.push(serde_json::json!({"type": "cgroup"}));
+    }
+    namespaces
+}
+
+const CGROUP_DIR: &str = "/sys/fs/cgroup";
+
+/// Makes /sys/fs/cgroup a cgroup mount (crun mounts the guest's cgroup2
+/// there, seen from the container's cgroup namespace), keeping the options
+/// the client chose (read-only unless privileged); adds one if the spec
+/// has none (containerd leaves it out when the host has no cgroup2 root).
+fn mount_cgroup2(mounts: &mut Vec<Value>) {
+    let at_cgroup = |m: &Value| {
+        m.get("destination")
+            .and_then(Value::as_str)
+            .map(|d| d.trim_end_matches('/'))
+            == Some(CGROUP_DIR)
+    };
+    match mounts.iter_mut().find(|m| at_cgroup(m)) {
+        Some(m) => {
+            m["type"] = "cgroup".into();
+            m["source"] = "cgroup".into();
+        }
+        None => mounts.push(serde_json::json!({
+            "destination": CGROUP_DIR,
+            "type": "cgroup",
+            "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+        })),
+    }
+}
+
 /// `/proc/<pid>/ns/<type>`: a namespace of a process in the same VM (CRI
 /// gives the sandbox's pid, which the shim reported from the guest).
 fn is_guest_ns_path(path: &str) -> bool {
@@ -216,6 +263,51 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_spec_has_its_own_cgroup2() {
+        // As ctr writes it on a cgroup v1 host: a v1-style mount, no cgroup namespace.
+        let b = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"},{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro","nosuid"]}]"#,
+        )))
+        .unwrap();
+        let g: Value = serde_json::from_slice(&b.guest_spec(&Role::Standalone, |_| unreachable!()).unwrap()).unwrap();
+        assert_eq!(g["linux"]["namespaces"][2], serde_json::json!({"type": "cgroup"}));
+        let cgroup: Vec<&Value> = g["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["destination"] == "/sys/fs/cgroup")
+            .collect();
+        assert_eq!(cgroup.len(), 1);
+        assert_eq!(
+            cgroup[0]["options"],
+            serde_json::json!(["ro", "nosuid"]),
+            "the client's options stay"
+        );
+
+        // No cgroup mount at all: one is added, read-only, after /sys.
+        let b = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"cgroup"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"}]"#,
+        )))
+        .unwrap();
+        let g: Value = serde_json::from_slice(&b.guest_spec(&Role::Standalone, |_| unreachable!()).unwrap()).unwrap();
+        assert_eq!(
+            g["linux"]["namespaces"],
+            serde_json::json!([{"type": "cgroup"}]),
+            "one cgroup namespace"
+        );
+        assert_eq!(g["mounts"][1]["destination"], "/sys/fs/cgroup");
+        assert_eq!(g["mounts"][1]["type"], "cgroup");
+        assert!(g["mounts"][1]["options"].as_array().unwrap().contains(&"ro".into()));
+    }
+
+    #[test]
+    fn fields_the_guest_cannot_honour_are_refused_by_name() {
+        let b = Bundle::load(&bundle_with(&spec_with(r#","linux":{"intelRdt":{"closID":"gold"}}"#))).unwrap();
+        let msg = b.check(&Role::Standalone).unwrap_err().to_string();
+        assert!(msg.contains("linux.intelRdt cannot be honoured in a VM"), "{msg}");
+    }
+
+    #[test]
     fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
         let sandbox = Bundle::load(&bundle_with(&spec_with(
             r#","linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"},{"type":"ipc"}]}"#,
@@ -226,7 +318,7 @@ mod tests {
             serde_json::from_slice(&sandbox.guest_spec(&Role::Sandbox, |_| unreachable!()).unwrap()).unwrap();
         assert_eq!(
             g["linux"]["namespaces"],
-            serde_json::json!([{"type":"pid"},{"type":"ipc"}])
+            serde_json::json!([{"type":"pid"},{"type":"ipc"},{"type":"cgroup"}])
         );
         let msg = sandbox.check(&Role::Standalone).unwrap_err().to_string();
         assert!(msg.contains("joining a host namespace is impossible"), "{msg}");
@@ -239,7 +331,7 @@ mod tests {
         let g: Value = serde_json::from_slice(&member.guest_spec(&role, |_| unreachable!()).unwrap()).unwrap();
         assert_eq!(
             g["linux"]["namespaces"],
-            serde_json::json!([{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"}])
+            serde_json::json!([{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"},{"type":"cgroup"}])
         );
         let host = Bundle::load(&bundle_with(&spec_with(
             r#","linux":{"namespaces":[{"type":"ipc","path":"/var/run/ipc/x"}]}"#,

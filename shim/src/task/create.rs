@@ -23,7 +23,7 @@ use super::sandbox::{Observability, Sandbox};
 use super::shared::{ContainerShare, SHARED_TAG};
 use crate::assets;
 use crate::guest::rpc_context;
-use crate::io::{IoPaths, ProcessIo};
+use crate::io::{IoPaths, Owner, ProcessIo};
 use crate::otel::spans::traced;
 use crate::vm::{select, VmError};
 
@@ -103,7 +103,7 @@ pub async fn create(
             sandbox
         }
     };
-    let created = create_in(&sandbox, &bundle, role.clone(), req, received).await;
+    let created = create_in(namespace, &sandbox, &bundle, role.clone(), req, received).await;
     if created.is_err() && !matches!(role, Role::Member { .. }) {
         sandboxes.lock().expect("sandboxes lock").remove(&req.id);
         sandbox.teardown().await;
@@ -113,6 +113,7 @@ pub async fn create(
 
 /// The rootfs and volumes into the share, and the container into the guest.
 async fn create_in(
+    namespace: &str,
     sandbox: &Arc<Sandbox>,
     bundle: &Bundle,
     role: Role,
@@ -172,7 +173,11 @@ async fn create_in(
         })
         .await?;
         let (ids, io) = traced(info_span!("IOSetup", terminal = req.terminal), async {
-            ProcessIo::start(mux, &paths).map_err(ShimError::InvalidArgument)
+            let owner = Owner {
+                container: &req.id,
+                namespace,
+            };
+            ProcessIo::start(mux, &paths, owner).await.map_err(ShimError::from)
         })
         .await?;
         let io = Arc::new(io);

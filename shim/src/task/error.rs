@@ -3,6 +3,7 @@
 
 use ttrpc::Code;
 
+use crate::io::IoError;
 use crate::vm::VmError;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,17 @@ pub enum ShimError {
     Internal(String),
     #[error(transparent)]
     Vm(#[from] VmError),
+}
+
+/// A stdio destination the shim cannot use is the caller's to fix; one it
+/// could not open or start is a failed precondition on the host.
+impl From<IoError> for ShimError {
+    fn from(e: IoError) -> Self {
+        match e {
+            IoError::Uri(_) => ShimError::InvalidArgument(e.to_string()),
+            IoError::Logger(_) | IoError::File { .. } => ShimError::FailedPrecondition(e.to_string()),
+        }
+    }
 }
 
 impl ShimError {

@@ -15,6 +15,7 @@ mod rootfs;
 mod sandbox;
 mod service;
 mod shared;
+mod spec_fields;
 
 pub use container::Container;
 pub use create::{create, shared_dir, state_dir, vm_id, Sandboxes};

@@ -33,7 +33,7 @@ use super::pod::{self, Role};
 use super::process::{Process, Status as ProcStatus};
 use super::sandbox::Observability;
 use crate::guest::rpc_context;
-use crate::io::{IoPaths, ProcessIo};
+use crate::io::{IoPaths, Owner, ProcessIo};
 use crate::otel::spans::{self, traced};
 use crate::vm::VmError;
 
@@ -69,21 +69,22 @@ impl TaskService {
         }
     }
 
-    /// The span of one RPC. Without a propagated context, every RPC of a
-    /// container joins the container's root span, which Create opens: under
-    /// the pod's root span for a pod's containers (the sandbox's Create
-    /// opens that one), so that one pod is one trace.
+    /// The span of one RPC: a child of the context the caller propagated
+    /// (containerd ≥ 2.0: one trace per request, linked to the container's
+    /// root span), or else of the container's root span, which Create
+    /// opens, so that one container (or pod) is one trace.
     fn span(&self, name: &'static str, ctx: &TtrpcContext, id: &str) -> Span {
         let roots = self.roots.lock().expect("roots lock");
         spans::rpc(name, id, &ctx.metadata, roots.get(id).map(|r| r.context()))
     }
 
-    /// Opens the root spans of a container that is being created, when its
-    /// caller propagates no context.
+    /// Opens the root span of a container that is being created: the
+    /// container's lifetime. With a propagated context it belongs to the
+    /// Create request's trace; without one it is a root, or a child of its
+    /// pod's root span (which the sandbox's Create opens).
     fn open_roots(&self, ctx: &TtrpcContext, req: &CreateTaskRequest) {
-        if extract(&ctx.metadata).span().span_context().is_valid() {
-            return;
-        }
+        let incoming = extract(&ctx.metadata);
+        let incoming = incoming.span().span_context().is_valid().then_some(incoming);
         let mut roots = self.roots.lock().expect("roots lock");
         if roots.contains_key(&req.id) {
             return;
@@ -92,13 +93,16 @@ impl TaskService {
         let mut pods = self.pods.lock().expect("pods lock");
         let root = match Role::of(&annotations) {
             Ok(Role::Sandbox) => {
-                let pod = spans::pod_root(&req.id, &annotations);
-                let root = spans::container_root(&req.id, Some(&pod), "sandbox");
+                let pod = spans::pod_root(&req.id, &annotations, incoming);
+                let root = spans::container_root(&req.id, Some(pod.context()), "sandbox");
                 pods.insert(req.id.clone(), pod);
                 root
             }
-            Ok(Role::Member { sandbox_id }) => spans::container_root(&req.id, pods.get(&sandbox_id), "container"),
-            _ => spans::container_root(&req.id, None, "standalone"),
+            Ok(Role::Member { sandbox_id }) => {
+                let parent = incoming.or_else(|| pods.get(&sandbox_id).map(|p| p.context()));
+                spans::container_root(&req.id, parent, "container")
+            }
+            _ => spans::container_root(&req.id, incoming, "standalone"),
         };
         roots.insert(req.id.clone(), root);
     }
@@ -176,7 +180,11 @@ impl TaskService {
         }
         if !req.exec_id.is_empty() {
             // The exec's stdio is relayed from now on; the guest dials its streams.
-            let (ids, io) = ProcessIo::start(&c.sandbox.mux, &p.paths).map_err(ShimError::InvalidArgument)?;
+            let owner = Owner {
+                container: &c.id,
+                namespace: &self.namespace,
+            };
+            let (ids, io) = ProcessIo::start(&c.sandbox.mux, &p.paths, owner).await?;
             let exec = guest::ExecRequest {
                 id: c.id.clone(),
                 exec_id: req.exec_id.clone(),
