@@ -102,6 +102,11 @@ fn socket_path(dir: &Path, params: &BootstrapParams, group: &str) -> PathBuf {
 }
 
 pub fn start(flags: &Flags) -> Result<(), String> {
+    // The server inherits this environment and would refuse a bad OTEL_*
+    // setting too, but only into containerd's log, leaving the client a dead
+    // socket. Refused here, the message reaches the client: containerd puts
+    // start's stderr in its error.
+    crate::otel::OtelConfig::from_env()?;
     let start = parse(&read_stdin()?, flags)?;
     let p = &start.params;
     if p.containerd_ttrpc_address.is_empty() {
