@@ -87,69 +87,7 @@ impl ShimUnderTest {
         config: &serde_json::Value,
         env: &[(&str, &str)],
     ) -> ShimUnderTest {
-        let id = format!("{name}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("voidbox-v3-{id}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        let bundle = dir.join("bundle");
-        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
-        crate::image::unpack_busybox(&bundle.join("rootfs"));
-        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
-        // containerd makes `log` a FIFO it reads; a plain file keeps the lines.
-        std::fs::write(bundle.join("log"), b"").unwrap();
-
-        let events = Arc::new(Received::default());
-        let events_socket = dir.join("events.sock");
-        let mut server = ttrpc::r#async::Server::new()
-            .bind(&format!("unix://{}", events_socket.display()))
-            .unwrap()
-            .register_service(create_events(events.clone()));
-        server.start().await.unwrap();
-
-        let params = BootstrapParams {
-            instance_id: id.clone(),
-            namespace: "v3test".into(),
-            containerd_ttrpc_address: events_socket.display().to_string(),
-            containerd_grpc_address: dir.join("grpc.sock").display().to_string(),
-            containerd_binary: "/bin/true".into(),
-            containerd_version: "2.3.0".into(),
-            socket_dir: Some(dir.display().to_string()),
-            ..Default::default()
-        };
-        let mut child = Command::new(shim)
-            .args([
-                "-namespace",
-                "v3test",
-                "-id",
-                &id,
-                "-address",
-                &params.containerd_grpc_address,
-                "start",
-            ])
-            .current_dir(&bundle)
-            .env("VOIDBOX_STATE_DIR", dir.join("vms"))
-            .env(
-                "VOIDBOX_VMM",
-                std::env::var("VOIDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into()),
-            )
-            // Only what the test asks for: none of the runner's OTEL_* settings.
-            .envs(
-                std::env::vars()
-                    .filter(|(k, _)| k.starts_with("OTEL_"))
-                    .map(|(k, _)| (k, String::new())),
-            )
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run the shim");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&params.write_to_bytes().unwrap())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let (started, out) = Started::run(shim, name, config, env).await;
         assert!(
             out.status.success(),
             "shim start: {}",
@@ -160,15 +98,25 @@ impl ShimUnderTest {
             .await
             .expect("connect to the shim");
         ShimUnderTest {
-            dir,
-            bundle,
-            id,
+            dir: started.dir,
+            bundle: started.bundle,
+            id: started.id,
             namespace: "v3test".into(),
-            events,
+            events: started.events,
             result,
             client: TaskClient::new(client),
-            _events_server: server,
+            _events_server: started.server,
         }
+    }
+
+    /// Runs `start` as `start_with_env` does, expecting it to refuse;
+    /// returns what it wrote to stderr.
+    pub async fn start_refused(name: &str, config: &serde_json::Value, env: &[(&str, &str)]) -> String {
+        let shim = target_dir().join("containerd-shim-voidbox-v2");
+        let (started, out) = Started::run(&shim, name, config, env).await;
+        let _ = std::fs::remove_dir_all(&started.dir);
+        assert!(!out.status.success(), "shim start should refuse: {out:?}");
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
     }
 
     /// Another bundle beside the first (a pod's other container, say):
@@ -296,6 +244,98 @@ impl ShimUnderTest {
         left.extend(crate::processes_mentioning(&root));
         left.extend(crate::mounts_mentioning(&self.bundle));
         left
+    }
+}
+
+/// A bundle and an events service, and what `start` said about them.
+struct Started {
+    dir: PathBuf,
+    bundle: PathBuf,
+    id: String,
+    events: Arc<Received>,
+    server: ttrpc::r#async::Server,
+}
+
+impl Started {
+    /// Prepares a bundle (busybox rootfs, `config`), serves the events API,
+    /// and runs the shim's `start` with the bootstrap protocol.
+    async fn run(
+        shim: &Path,
+        name: &str,
+        config: &serde_json::Value,
+        env: &[(&str, &str)],
+    ) -> (Started, std::process::Output) {
+        let id = format!("{name}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("voidbox-v3-{id}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+        crate::image::unpack_busybox(&bundle.join("rootfs"));
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        // containerd makes `log` a FIFO it reads; a plain file keeps the lines.
+        std::fs::write(bundle.join("log"), b"").unwrap();
+
+        let events = Arc::new(Received::default());
+        let events_socket = dir.join("events.sock");
+        let mut server = ttrpc::r#async::Server::new()
+            .bind(&format!("unix://{}", events_socket.display()))
+            .unwrap()
+            .register_service(create_events(events.clone()));
+        server.start().await.unwrap();
+
+        let params = BootstrapParams {
+            instance_id: id.clone(),
+            namespace: "v3test".into(),
+            containerd_ttrpc_address: events_socket.display().to_string(),
+            containerd_grpc_address: dir.join("grpc.sock").display().to_string(),
+            containerd_binary: "/bin/true".into(),
+            containerd_version: "2.3.0".into(),
+            socket_dir: Some(dir.display().to_string()),
+            ..Default::default()
+        };
+        let mut child = Command::new(shim)
+            .args([
+                "-namespace",
+                "v3test",
+                "-id",
+                &id,
+                "-address",
+                &params.containerd_grpc_address,
+                "start",
+            ])
+            .current_dir(&bundle)
+            .env("VOIDBOX_STATE_DIR", dir.join("vms"))
+            .env(
+                "VOIDBOX_VMM",
+                std::env::var("VOIDBOX_TEST_BACKEND").unwrap_or_else(|_| "qemu".into()),
+            )
+            // Only what the test asks for: none of the runner's OTEL_* settings.
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("OTEL_"))
+                    .map(|(k, _)| (k, String::new())),
+            )
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the shim");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&params.write_to_bytes().unwrap())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let started = Started {
+            dir,
+            bundle,
+            id,
+            events,
+            server,
+        };
+        (started, out)
     }
 }
 

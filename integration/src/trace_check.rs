@@ -8,6 +8,87 @@ use crate::otlp::Span;
 pub const SHIM: &str = "voidbox";
 pub const GUEST: &str = "voidbox-vm";
 
+/// The shim's spans of one container's run (Create to Shutdown).
+pub const SHIM_SPANS: &[&str] = &[
+    "Create",
+    "BundleLoad",
+    "MountSetup",
+    "VMBoot",
+    "VMSpawn",
+    "WaitForReady",
+    "ClockSync",
+    "BundleTransfer",
+    "IOSetup",
+    "TaskCreate",
+    "Start",
+    "WaitForExit",
+    "Wait",
+    "Delete",
+    "Shutdown",
+];
+/// The guest's spans of the same run.
+pub const GUEST_SPANS: &[&str] = &[
+    "guest.kernel",
+    "guest.vminitd.init",
+    "guest.mounts",
+    "guest.cgroups",
+    "guest.network",
+    "guest.ready",
+    "bundle.put",
+    "task.create",
+    "mount.rootfs",
+    "stdio.connect",
+    "crun.create",
+    "task.start",
+    "crun.start",
+    "process.wait",
+    "task.delete",
+    "crun.delete",
+];
+
+/// The clock uncertainty VMBoot recorded, in ns.
+pub fn uncertainty(spans: &[Span]) -> Result<u64, String> {
+    spans
+        .iter()
+        .find(|s| s.name == "VMBoot")
+        .and_then(|s| s.attributes.get("clock.uncertainty_ns"))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| "VMBoot records no clock uncertainty".into())
+}
+
+/// One container's run as one trace across the VM: every span in `trace`,
+/// every root a child of `parent` (the client's span), every shim and guest
+/// span of the run there, every guest span's parent in the trace, and the
+/// guest spans under host parents inside them on the host clock.
+pub fn one_container_trace(spans: &[Span], trace: &str, parent: &str) -> Result<(), String> {
+    let stray: Vec<String> = spans
+        .iter()
+        .filter(|s| s.trace_id != trace)
+        .map(|s| format!("{} ({})", s.name, s.service))
+        .collect();
+    if !stray.is_empty() {
+        return Err(format!("spans outside the client's trace: {stray:?}"));
+    }
+    one_trace(spans)?;
+    let roots = roots(spans);
+    if !roots.iter().all(|(_, p)| p == parent) {
+        return Err(format!("the host root is not the client's span: {roots:?}"));
+    }
+    for (service, want) in [(SHIM, SHIM_SPANS), (GUEST, GUEST_SPANS)] {
+        let gone = missing(spans, service, want);
+        if !gone.is_empty() {
+            return Err(format!("{service} spans missing: {gone:?}"));
+        }
+    }
+    guest_parents_exist(spans)?;
+    let slack = uncertainty(spans)?;
+    let checked = guest_inside_host_parents(spans, slack).map_err(|e| format!("clock test (±{slack} ns):\n{e}"))?;
+    if checked < 5 {
+        return Err(format!("only {checked} guest spans with host parents"));
+    }
+    Ok(())
+}
+
 /// All spans share one trace id; returns it.
 pub fn one_trace(spans: &[Span]) -> Result<String, String> {
     let ids: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
@@ -97,16 +178,6 @@ pub fn missing(spans: &[Span], service: &str, want: &[&str]) -> Vec<String> {
         .filter(|w| !have.contains(**w))
         .map(|w| w.to_string())
         .collect()
-}
-
-/// The clock sync's uncertainty, which VMBoot records.
-pub fn clock_uncertainty(spans: &[Span]) -> u64 {
-    spans
-        .iter()
-        .find(|s| s.name == "VMBoot")
-        .and_then(|s| s.attributes.get("clock.uncertainty_ns"))
-        .and_then(|v| v.parse().ok())
-        .expect("VMBoot records the clock uncertainty")
 }
 
 /// `span`'s ancestors in the trace, nearest first.

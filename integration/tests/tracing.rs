@@ -13,42 +13,6 @@ use voidbox_integration::trace_tree::Tree;
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-const SHIM_SPANS: &[&str] = &[
-    "Create",
-    "BundleLoad",
-    "MountSetup",
-    "VMBoot",
-    "VMSpawn",
-    "WaitForReady",
-    "ClockSync",
-    "BundleTransfer",
-    "IOSetup",
-    "TaskCreate",
-    "Start",
-    "WaitForExit",
-    "Wait",
-    "Delete",
-    "Shutdown",
-];
-const GUEST_SPANS: &[&str] = &[
-    "guest.kernel",
-    "guest.vminitd.init",
-    "guest.mounts",
-    "guest.cgroups",
-    "guest.network",
-    "guest.ready",
-    "bundle.put",
-    "task.create",
-    "mount.rootfs",
-    "stdio.connect",
-    "crun.create",
-    "task.start",
-    "crun.start",
-    "process.wait",
-    "task.delete",
-    "crun.delete",
-];
-
 /// Runs one container through the v3 API with `metadata` on every call.
 async fn run_container(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
     shim.create_and_start(metadata).await;
@@ -78,33 +42,7 @@ async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
     let spans = otlp.spans();
     let tree = Tree::new(&spans).waterfall(40);
 
-    let stray: Vec<String> = spans
-        .iter()
-        .filter(|s| s.trace_id != CLIENT_TRACE)
-        .map(|s| format!("{} ({})", s.name, s.service))
-        .collect();
-    assert!(stray.is_empty(), "spans outside the client's trace: {stray:?}\n{tree}");
-    assert_eq!(one_trace(&spans).unwrap(), CLIENT_TRACE);
-    let roots = roots(&spans);
-    assert!(
-        roots.iter().all(|(_, parent)| parent == CLIENT_SPAN),
-        "the host root is the client's span: {roots:?}\n{tree}"
-    );
-    assert_eq!(
-        missing(&spans, SHIM, SHIM_SPANS),
-        Vec::<String>::new(),
-        "shim spans:\n{tree}"
-    );
-    assert_eq!(
-        missing(&spans, GUEST, GUEST_SPANS),
-        Vec::<String>::new(),
-        "guest spans:\n{tree}"
-    );
-    guest_parents_exist(&spans).unwrap();
-    let slack = clock_uncertainty(&spans);
-    let checked =
-        guest_inside_host_parents(&spans, slack).unwrap_or_else(|e| panic!("clock test (±{slack} ns):\n{e}\n{tree}"));
-    assert!(checked >= 5, "guest spans with host parents: {checked}\n{tree}");
+    one_container_trace(&spans, CLIENT_TRACE, CLIENT_SPAN).unwrap_or_else(|e| panic!("{e}\n{tree}"));
 
     // Both services, with the resource attributes.
     for service in [SHIM, GUEST] {

@@ -54,7 +54,8 @@ async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
         Vec::<String>::new()
     );
     guest_parents_exist(&spans).unwrap();
-    guest_inside_host_parents(&spans, clock_uncertainty(&spans)).unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
+    guest_inside_host_parents(&spans, uncertainty(&spans).unwrap())
+        .unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
     drop(ctd);
 }
 
@@ -157,5 +158,6 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
         .find(|s| s.service == SHIM && s.name == "Container")
         .unwrap_or_else(|| panic!("the Container span is in the Create request's trace\n{tree}"));
     assert_eq!(by_id[lifetime.parent_span_id.as_str()].service, "containerd");
-    guest_inside_host_parents(&spans, clock_uncertainty(&spans)).unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
+    guest_inside_host_parents(&spans, uncertainty(&spans).unwrap())
+        .unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
 }

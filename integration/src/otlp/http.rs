@@ -1,7 +1,25 @@
 //! Just enough HTTP/1.1 for OTLP exporters: a request line, headers, a
 //! Content-Length or chunked body, keep-alive.
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::Store;
+
+/// Every well-formed export gets 200 and an empty protobuf response.
+pub async fn serve(conn: TcpStream, store: Arc<Mutex<Store>>) {
+    let mut conn = BufReader::new(conn);
+    while let Some(req) = read(&mut conn).await {
+        let kept = req.method == "POST" && store.lock().unwrap().keep_http(&req.path, &req.body);
+        let status = if kept { "200 OK" } else { "400 Bad Request" };
+        let reply = format!("HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
+        if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
 
 pub struct Request {
     pub method: String,

@@ -1,7 +1,9 @@
-//! An OTLP/HTTP receiver for tests and tools: a small HTTP/1.1 server that
-//! decodes the protobuf bodies of `/v1/traces`, `/v1/metrics` and `/v1/logs`
-//! with opentelemetry-proto and keeps everything for assertions.
+//! An OTLP receiver for tests and tools: OTLP/HTTP (a small HTTP/1.1 server
+//! for `/v1/traces`, `/v1/metrics` and `/v1/logs`) and OTLP/gRPC (the
+//! collector services, on a port of their own), both decoding with
+//! opentelemetry-proto into one store kept for assertions.
 
+mod grpc;
 mod http;
 pub mod logs;
 pub mod metrics;
@@ -20,8 +22,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use prost::Message;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use logs::Record;
@@ -47,25 +48,50 @@ fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
     kvs.iter().map(|kv| (kv.key.clone(), value(&kv.value))).collect()
 }
 
+/// How an export arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Http,
+    Grpc,
+}
+
 #[derive(Default)]
 struct Store {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
     logs: Vec<ExportLogsServiceRequest>,
+    /// (signal, transport) of every export, in arrival order.
+    arrivals: Vec<(&'static str, Transport)>,
 }
 
 impl Store {
-    /// Keeps a request's body by its path; false if it does not decode.
-    fn keep(&mut self, path: &str, body: &[u8]) -> bool {
+    fn traces(&mut self, req: ExportTraceServiceRequest, via: Transport) {
+        self.traces.push(req);
+        self.arrivals.push(("traces", via));
+    }
+
+    fn metrics(&mut self, req: ExportMetricsServiceRequest, via: Transport) {
+        self.metrics.push(req);
+        self.arrivals.push(("metrics", via));
+    }
+
+    fn logs(&mut self, req: ExportLogsServiceRequest, via: Transport) {
+        self.logs.push(req);
+        self.arrivals.push(("logs", via));
+    }
+
+    /// Keeps an HTTP request's body by its path; false if it does not decode.
+    fn keep_http(&mut self, path: &str, body: &[u8]) -> bool {
+        let via = Transport::Http;
         match path {
             "/v1/traces" => ExportTraceServiceRequest::decode(body)
-                .map(|r| self.traces.push(r))
+                .map(|r| self.traces(r, via))
                 .is_ok(),
             "/v1/metrics" => ExportMetricsServiceRequest::decode(body)
-                .map(|r| self.metrics.push(r))
+                .map(|r| self.metrics(r, via))
                 .is_ok(),
             "/v1/logs" => ExportLogsServiceRequest::decode(body)
-                .map(|r| self.logs.push(r))
+                .map(|r| self.logs(r, via))
                 .is_ok(),
             _ => false,
         }
@@ -73,29 +99,67 @@ impl Store {
 }
 
 pub struct Receiver {
+    /// OTLP/HTTP.
     pub addr: SocketAddr,
+    /// OTLP/gRPC.
+    pub grpc_addr: SocketAddr,
     store: Arc<Mutex<Store>>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Receiver {
-    /// Listens on `addr` ("127.0.0.1:0" for any free port).
+    /// OTLP/HTTP on `addr` ("127.0.0.1:0" for any free port), OTLP/gRPC on
+    /// any free port of the same address.
     pub async fn start(addr: &str) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let store = Arc::new(Mutex::new(Store::default()));
-        let s = store.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(serve(conn, s.clone()));
-            }
-        });
-        Ok(Receiver { addr, store, task })
+        let http = TcpListener::bind(addr).await?;
+        let grpc = TcpListener::bind((http.local_addr()?.ip(), 0)).await?;
+        Self::serve(http, grpc)
     }
 
-    /// The base URL for OTEL_EXPORTER_OTLP_ENDPOINT.
+    /// OTLP/HTTP on `http`, OTLP/gRPC on `grpc`.
+    pub async fn start_on(http: &str, grpc: &str) -> std::io::Result<Receiver> {
+        Self::serve(TcpListener::bind(http).await?, TcpListener::bind(grpc).await?)
+    }
+
+    fn serve(http: TcpListener, grpc: TcpListener) -> std::io::Result<Receiver> {
+        let (addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+        let store = Arc::new(Mutex::new(Store::default()));
+        let s = store.clone();
+        let tasks = vec![
+            tokio::spawn(async move {
+                while let Ok((conn, _)) = http.accept().await {
+                    tokio::spawn(http::serve(conn, s.clone()));
+                }
+            }),
+            tokio::spawn(grpc::serve(grpc, store.clone())),
+        ];
+        Ok(Receiver {
+            addr,
+            grpc_addr,
+            store,
+            tasks,
+        })
+    }
+
+    /// How each export of `signal` ("traces", "metrics", "logs") arrived.
+    pub fn arrivals(&self, signal: &str) -> Vec<Transport> {
+        let store = self.store.lock().unwrap();
+        store
+            .arrivals
+            .iter()
+            .filter(|(s, _)| *s == signal)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// The base URL for OTEL_EXPORTER_OTLP_ENDPOINT (http/protobuf).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The endpoint for OTEL_EXPORTER_OTLP_PROTOCOL=grpc.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
     }
 
     pub fn spans(&self) -> Vec<Span> {
@@ -139,19 +203,8 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Every well-formed export gets 200 and an empty protobuf response.
-async fn serve(conn: TcpStream, store: Arc<Mutex<Store>>) {
-    let mut conn = BufReader::new(conn);
-    while let Some(req) = http::read(&mut conn).await {
-        let kept = req.method == "POST" && store.lock().unwrap().keep(&req.path, &req.body);
-        let status = if kept { "200 OK" } else { "400 Bad Request" };
-        let reply = format!("HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
-        if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
-            return;
+        for task in &self.tasks {
+            task.abort();
         }
     }
 }

@@ -1,17 +1,19 @@
 //! Where telemetry goes: the standard OpenTelemetry environment.
 //!
-//! A signal's own endpoint (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
-//! `..._METRICS_ENDPOINT`, `..._LOGS_ENDPOINT`) is used as given (a full URL,
-//! http or https); `OTEL_EXPORTER_OTLP_ENDPOINT` is a base that gets
-//! `/v1/traces`, `/v1/metrics` or `/v1/logs`. A signal with no endpoint is off.
+//! Each signal's endpoint and protocol follow the OTLP rules in `endpoint`
+//! (http/protobuf or grpc; a signal's own variables win over the general
+//! ones). A signal with no endpoint is off; `OTEL_SDK_DISABLED=true` turns
+//! every signal off and reads nothing else about them.
 
 use std::time::Duration;
 
+use super::endpoint::{Endpoint, LOGS, METRICS, TRACES};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtelConfig {
-    pub traces: Option<String>,
-    pub metrics: Option<String>,
-    pub logs: Option<String>,
+    pub traces: Option<Endpoint>,
+    pub metrics: Option<Endpoint>,
+    pub logs: Option<Endpoint>,
     pub service_name: String,
     /// Guest span buffer capacity (`VOIDBOX_TRACE_BUFFER`), if set.
     pub guest_buffer: Option<usize>,
@@ -25,14 +27,6 @@ pub const DEFAULT_SERVICE: &str = "voidbox";
 pub const GUEST_SERVICE: &str = "voidbox-vm";
 const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-
-fn url(name: &str, value: String) -> Result<String, String> {
-    if value.starts_with("http://") || value.starts_with("https://") {
-        Ok(value)
-    } else {
-        Err(format!("{name}={value:?} is not an http:// or https:// URL"))
-    }
-}
 
 fn millis(name: &str, value: Option<String>, default: Duration) -> Result<Duration, String> {
     match value {
@@ -53,21 +47,7 @@ impl OtelConfig {
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<OtelConfig, String> {
         let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let base = var("OTEL_EXPORTER_OTLP_ENDPOINT");
-        let signal = |own: &str, exporter: &str, path: &str| -> Result<Option<String>, String> {
-            if disabled || var(exporter).is_some_and(|v| v == "none") {
-                return Ok(None);
-            }
-            match (var(own), &base) {
-                (Some(u), _) => url(own, u).map(Some),
-                (None, Some(b)) => url(
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    format!("{}{path}", b.trim_end_matches('/')),
-                )
-                .map(Some),
-                (None, None) => Ok(None),
-            }
-        };
+        let signal = |s: &super::endpoint::Signal| if disabled { Ok(None) } else { s.endpoint(&var) };
         let guest_buffer = match var("VOIDBOX_TRACE_BUFFER") {
             Some(v) => Some(
                 v.parse()
@@ -76,17 +56,9 @@ impl OtelConfig {
             None => None,
         };
         Ok(OtelConfig {
-            traces: signal(
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "OTEL_TRACES_EXPORTER",
-                "/v1/traces",
-            )?,
-            metrics: signal(
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
-                "OTEL_METRICS_EXPORTER",
-                "/v1/metrics",
-            )?,
-            logs: signal("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_LOGS_EXPORTER", "/v1/logs")?,
+            traces: signal(&TRACES)?,
+            metrics: signal(&METRICS)?,
+            logs: signal(&LOGS)?,
             // Not OTEL_SERVICE_NAME: a shim inherits containerd's environment,
             // and containerd's own name would hide which spans are whose.
             service_name: var("VOIDBOX_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE.into()),
@@ -108,6 +80,7 @@ impl OtelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otel::endpoint::Protocol;
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<OtelConfig, String> {
@@ -115,14 +88,18 @@ mod tests {
         OtelConfig::from_vars(|k| m.get(k).cloned())
     }
 
+    fn url(e: &Option<Endpoint>) -> Option<&str> {
+        e.as_ref().map(|e| e.url.as_str())
+    }
+
     #[test]
     fn endpoints_follow_the_otel_rules() {
         let c = cfg(&[]).unwrap();
         assert_eq!((c.traces, c.metrics, c.logs), (None, None, None));
         let c = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318/")]).unwrap();
-        assert_eq!(c.traces.as_deref(), Some("https://collector:4318/v1/traces"));
-        assert_eq!(c.metrics.as_deref(), Some("https://collector:4318/v1/metrics"));
-        assert_eq!(c.logs.as_deref(), Some("https://collector:4318/v1/logs"));
+        assert_eq!(url(&c.traces), Some("https://collector:4318/v1/traces"));
+        assert_eq!(url(&c.metrics), Some("https://collector:4318/v1/metrics"));
+        assert_eq!(url(&c.logs), Some("https://collector:4318/v1/logs"));
         assert_eq!(c.service_name, "voidbox");
         let c = cfg(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
@@ -133,12 +110,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            c.traces.as_deref(),
+            url(&c.traces),
             Some("http://b:9999/custom"),
             "a signal endpoint is used as given"
         );
         assert_eq!(c.metrics, None);
-        assert_eq!(c.logs.as_deref(), Some("http://a:4318/v1/logs"));
+        assert_eq!(url(&c.logs), Some("http://a:4318/v1/logs"));
         assert_eq!(c.service_name, "mine", "the shim's own name, not containerd's");
         let inherited = cfg(&[("OTEL_SERVICE_NAME", "containerd")]).unwrap();
         assert_eq!(inherited.service_name, "voidbox", "containerd's name is not the shim's");
@@ -156,5 +133,55 @@ mod tests {
             Duration::from_millis(500)
         );
         assert!(cfg(&[("VOIDBOX_TELEMETRY_INTERVAL", "soon")]).is_err());
+    }
+
+    #[test]
+    fn grpc_sends_every_signal_to_the_endpoint_as_given() {
+        let c = cfg(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ])
+        .unwrap();
+        let grpc = Some(Endpoint {
+            url: "http://collector:4317".into(),
+            protocol: Protocol::Grpc,
+        });
+        assert_eq!((&c.traces, &c.metrics, &c.logs), (&grpc, &grpc, &grpc));
+    }
+
+    #[test]
+    fn mixed_protocols_per_signal() {
+        let c = cfg(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf"),
+        ])
+        .unwrap();
+        let protocols = [&c.traces, &c.metrics, &c.logs].map(|e| e.as_ref().unwrap().protocol);
+        assert_eq!(
+            protocols,
+            [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpProtobuf]
+        );
+        assert_eq!(url(&c.traces), Some("http://collector:4317"));
+        assert_eq!(url(&c.metrics), Some("http://collector:4318/v1/metrics"));
+    }
+
+    #[test]
+    fn a_bad_protocol_refuses_the_whole_config() {
+        let err = cfg(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\" is not a supported OTLP protocol: use grpc or http/protobuf"
+        );
+        let err = cfg(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "foo")]).unwrap_err();
+        assert!(err.starts_with("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=\"foo\""), "{err}");
+        // With the SDK disabled nothing about the signals is read.
+        let off = cfg(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "foo"), ("OTEL_SDK_DISABLED", "true")]).unwrap();
+        assert_eq!((off.traces, off.metrics, off.logs), (None, None, None));
     }
 }

@@ -1,12 +1,13 @@
-//! Exporting over OTLP/HTTP without ever holding up a container: everything
-//! goes through bounded asynchronous queues, each request has a timeout,
-//! and failures are counted and logged once.
+//! Exporting over OTLP (http/protobuf or gRPC) without ever holding up a
+//! container: everything goes through bounded asynchronous queues, each
+//! request has a timeout, and failures are counted and logged once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{Protocol as Wire, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -16,7 +17,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracing::{debug, warn};
 
-/// One HTTP request's bound.
+use super::endpoint::{Endpoint, Protocol};
+
+/// One export's bound, retries included, over either protocol.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Export outcomes of every pipeline.
@@ -57,22 +60,45 @@ pub type CountingExporter = Counting<opentelemetry_otlp::SpanExporter>;
 pub type CountingMetricExporter = Counting<opentelemetry_otlp::MetricExporter>;
 pub type CountingLogExporter = Counting<opentelemetry_otlp::LogExporter>;
 
-/// OTLP/HTTP with protobuf bodies to `endpoint`, each request bounded.
+/// OTLP/HTTP with protobuf bodies to `endpoint`, each request bounded. The
+/// protocol is set, not left to the exporter: it would read
+/// OTEL_EXPORTER_OTLP_PROTOCOL itself, which the config has already judged.
 fn http<B: WithExportConfig>(builder: B, endpoint: &str) -> B {
     builder
-        .with_protocol(Protocol::HttpBinary)
+        .with_protocol(Wire::HttpBinary)
         .with_endpoint(endpoint)
         .with_timeout(REQUEST_TIMEOUT)
 }
 
+/// OTLP/gRPC (tonic) to `endpoint`, with the same bound as HTTP. An https
+/// endpoint verifies the collector against the system's CAs (without roots
+/// tonic's TLS would trust nobody).
+fn grpc<B: WithExportConfig + WithTonicConfig>(builder: B, endpoint: &str) -> Result<B, String> {
+    // tonic's channel spawns its connection task on the current runtime and
+    // panics without one: say so instead.
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err("OTLP gRPC exporters must be built inside the tokio runtime".into());
+    }
+    let builder = builder
+        .with_protocol(Wire::Grpc)
+        .with_endpoint(endpoint)
+        .with_timeout(REQUEST_TIMEOUT);
+    Ok(if endpoint.starts_with("https://") {
+        builder.with_tls_config(ClientTlsConfig::new().with_enabled_roots())
+    } else {
+        builder
+    })
+}
+
 impl<E> Counting<E> {
     fn wrap<Err: std::fmt::Display>(
-        built: Result<E, Err>,
+        built: Result<Result<E, Err>, String>,
         signal: &str,
-        endpoint: &str,
+        endpoint: &Endpoint,
         stats: Arc<ExportStats>,
     ) -> Result<Self, String> {
-        let inner = built.map_err(|e| format!("OTLP {signal} exporter for {endpoint}: {e}"))?;
+        let fail = |e: String| format!("OTLP {signal} exporter for {endpoint}: {e}");
+        let inner = built.map_err(fail)?.map_err(|e| fail(e.to_string()))?;
         Ok(Counting {
             inner,
             endpoint: endpoint.to_string(),
@@ -82,23 +108,35 @@ impl<E> Counting<E> {
 }
 
 impl CountingExporter {
-    pub fn new(endpoint: &str, stats: Arc<ExportStats>) -> Result<Self, String> {
-        let builder = opentelemetry_otlp::SpanExporter::builder().with_http();
-        Self::wrap(http(builder, endpoint).build(), "span", endpoint, stats)
+    pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        let built = match endpoint.protocol {
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
+            Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
+        };
+        Self::wrap(built, "span", endpoint, stats)
     }
 }
 
 impl CountingMetricExporter {
-    pub fn new(endpoint: &str, stats: Arc<ExportStats>) -> Result<Self, String> {
-        let builder = opentelemetry_otlp::MetricExporter::builder().with_http();
-        Self::wrap(http(builder, endpoint).build(), "metric", endpoint, stats)
+    pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
+        let builder = opentelemetry_otlp::MetricExporter::builder();
+        let built = match endpoint.protocol {
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
+            Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
+        };
+        Self::wrap(built, "metric", endpoint, stats)
     }
 }
 
 impl CountingLogExporter {
-    pub fn new(endpoint: &str, stats: Arc<ExportStats>) -> Result<Self, String> {
-        let builder = opentelemetry_otlp::LogExporter::builder().with_http();
-        Self::wrap(http(builder, endpoint).build(), "log", endpoint, stats)
+    pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
+        let builder = opentelemetry_otlp::LogExporter::builder();
+        let built = match endpoint.protocol {
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
+            Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
+        };
+        Self::wrap(built, "log", endpoint, stats)
     }
 }
 
@@ -149,5 +187,54 @@ impl LogExporter for CountingLogExporter {
     }
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn grpc_at(url: &str) -> Endpoint {
+        Endpoint {
+            url: url.into(),
+            protocol: Protocol::Grpc,
+        }
+    }
+
+    #[tokio::test]
+    async fn grpc_exporters_build_for_http_and_https_collectors() {
+        let stats = Arc::new(ExportStats::default());
+        for url in ["http://127.0.0.1:4317", "https://collector.example:4317"] {
+            CountingExporter::new(&grpc_at(url), stats.clone()).unwrap();
+            CountingMetricExporter::new(&grpc_at(url), stats.clone()).unwrap();
+            CountingLogExporter::new(&grpc_at(url), stats.clone()).unwrap();
+        }
+    }
+
+    #[test]
+    fn grpc_exporters_outside_the_runtime_are_an_error_not_a_panic() {
+        let err = CountingExporter::new(&grpc_at("http://127.0.0.1:4317"), Arc::default()).unwrap_err();
+        assert!(err.contains("inside the tokio runtime"), "{err}");
+    }
+
+    /// Nothing listens: the export fails within its bound and is counted.
+    #[tokio::test]
+    async fn a_dead_grpc_endpoint_fails_within_the_bound_and_is_counted() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let stats = Arc::new(ExportStats::default());
+        let exporter = CountingExporter::new(&grpc_at(&format!("http://127.0.0.1:{port}")), stats.clone()).unwrap();
+        let started = Instant::now();
+        assert!(exporter.export(Vec::new()).await.is_err());
+        assert!(
+            started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 1);
     }
 }

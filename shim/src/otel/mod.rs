@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod endpoint;
 mod export;
 pub mod guest_metrics;
 mod logfmt;

@@ -75,9 +75,10 @@ fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor<Tokio> {
         .build()
 }
 
-/// Log records from the exporters' own HTTP stack would feed themselves.
+/// Log records from the exporters' own HTTP and gRPC stacks would feed
+/// themselves.
 fn bridge_filter() -> EnvFilter {
-    EnvFilter::new("info,hyper=off,hyper_util=off,reqwest=off,h2=off,rustls=off,opentelemetry=off")
+    EnvFilter::new("info,hyper=off,hyper_util=off,reqwest=off,h2=off,rustls=off,tonic=off,tower=off,opentelemetry=off")
 }
 
 impl Telemetry {

@@ -102,7 +102,13 @@ fn socket_path(dir: &Path, params: &BootstrapParams, group: &str) -> PathBuf {
 }
 
 pub fn start(flags: &Flags) -> Result<(), String> {
+    // Read first: a writer of the start parameters must not meet a closed pipe.
     let start = parse(&read_stdin()?, flags)?;
+    // The server inherits this environment and would refuse a bad OTEL_*
+    // setting too, but only into containerd's log, leaving the client a dead
+    // socket. Refused here, the message reaches the client: containerd puts
+    // start's stderr in its error.
+    crate::otel::OtelConfig::from_env()?;
     let p = &start.params;
     if p.containerd_ttrpc_address.is_empty() {
         return Err("containerd's TTRPC address is unknown (TTRPC_ADDRESS unset): cannot publish events".into());

@@ -66,10 +66,11 @@ async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
         guest_buffer: cfg.guest_buffer,
         telemetry: telemetry.metrics().then_some(cfg.sample_interval),
     };
+    let shown = |e: &Option<crate::otel::endpoint::Endpoint>| e.as_ref().map_or("off".to_string(), |e| e.to_string());
     info!(
-        traces = %cfg.traces.as_deref().unwrap_or("off"),
-        metrics = %cfg.metrics.as_deref().unwrap_or("off"),
-        logs = %cfg.logs.as_deref().unwrap_or("off"),
+        traces = %shown(&cfg.traces),
+        metrics = %shown(&cfg.metrics),
+        logs = %shown(&cfg.logs),
         service = %cfg.service_name,
         "OpenTelemetry export"
     );
