@@ -76,6 +76,9 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
                 ("OTEL_SERVICE_NAME", "containerd"),
                 ("OTEL_TRACES_SAMPLER", "always_on"),
+                // containerd does not flush its batch at exit ("failed to
+                // close plugin ... context canceled"): export it soon instead.
+                ("OTEL_BSP_SCHEDULE_DELAY", "200"),
             ],
         )
     })
@@ -92,7 +95,14 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
             .await,
         "the shim's spans arrive when it exits"
     );
-    // containerd batches its spans: a clean stop flushes them.
+    // Every span's parent arrives: containerd's come in its own batches.
+    let parented = |spans: &[Span]| {
+        let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+        spans
+            .iter()
+            .all(|s| s.service == "containerd" || ids.contains(s.parent_span_id.as_str()))
+    };
+    otlp.wait_for(Duration::from_secs(15), |s| parented(s)).await;
     tokio::task::spawn_blocking(move || drop(ctd)).await.unwrap();
     let spans = otlp.spans();
     let tree = Tree::new(&spans).waterfall(40);
@@ -118,6 +128,11 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
         .collect();
     assert!(orphans.is_empty(), "spans whose parent is missing: {orphans:?}\n{tree}");
 
+    // containerd 2.1 speaks task API v3 to the shim.
+    assert!(
+        spans.iter().any(|s| s.service == "containerd" && s.name == "containerd.task.v3.Task/Create"),
+        "containerd's client span of the shim's Create is task API v3\n{tree}"
+    );
     // Every shim RPC span is a child of a containerd span, in its trace.
     for rpc in ["Create", "Start", "Delete"] {
         let span = spans
@@ -160,4 +175,6 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
     assert_eq!(by_id[lifetime.parent_span_id.as_str()].service, "containerd");
     guest_inside_host_parents(&spans, uncertainty(&spans).unwrap())
         .unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
+    // The trace as `make test-tracing -- --nocapture` shows it.
+    println!("{tree}");
 }

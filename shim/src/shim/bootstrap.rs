@@ -3,8 +3,9 @@
 //! Two protocols. containerd ≥ 2.3 writes `BootstrapParams` (protobuf) on
 //! stdin and reads a `BootstrapResult`; older ones pass flags and
 //! `TTRPC_ADDRESS`, optionally runtime options (a protobuf `Any`) on stdin,
-//! and read the address as plain text. A plain address means task API v2 to
-//! every containerd; the server answers v2 and v3 alike, so both work.
+//! and read the answer from stdout: bootstrap JSON choosing task API v3 for
+//! containerd 2.0–2.2, a plain address (task API v2) for 1.6 and 1.7 (see
+//! `legacy_reply`). The server answers v2 and v3 alike.
 
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
@@ -18,6 +19,7 @@ use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
 use containerd_shim_protos::protobuf::Message;
 use sha2::{Digest, Sha256};
 
+use super::legacy_reply;
 use crate::task::pod;
 
 /// The descriptor the server finds its listening socket on.
@@ -37,6 +39,8 @@ const MAX_INPUT: u64 = 10 << 20;
 struct Start {
     params: BootstrapParams,
     bootstrap: bool,
+    /// Whether GRPC_ADDRESS was set (containerd ≥ 1.7).
+    grpc_address_env: bool,
 }
 
 fn read_stdin() -> Result<Vec<u8>, String> {
@@ -60,6 +64,7 @@ fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
                 return Ok(Start {
                     params,
                     bootstrap: true,
+                    grpc_address_env: false,
                 });
             }
         }
@@ -77,6 +82,7 @@ fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
     Ok(Start {
         params,
         bootstrap: false,
+        grpc_address_env: std::env::var_os("GRPC_ADDRESS").is_some(),
     })
 }
 
@@ -196,7 +202,10 @@ fn reply(start: &Start, address: &str) -> Result<(), String> {
         .write_to_bytes()
         .map_err(|e| e.to_string())?
     } else {
-        address.as_bytes().to_vec()
+        match legacy_reply::choose(start.grpc_address_env, &start.params.containerd_binary) {
+            legacy_reply::LegacyReply::TaskV3Json => legacy_reply::task_v3_json(address),
+            legacy_reply::LegacyReply::Address => address.as_bytes().to_vec(),
+        }
     };
     let mut out = std::io::stdout();
     out.write_all(&bytes)

@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod delete;
+mod legacy_reply;
 mod logging;
 mod serve;
 
