@@ -41,17 +41,22 @@ impl std::ops::Deref for CriContainerd {
 }
 
 impl Containerd {
-    /// A containerd with CRI on; see `CriContainerd`.
+    /// A containerd 1.6 with CRI on; see `CriContainerd`.
     pub fn start_cri(name: &str, env: &[(&str, &str)]) -> CriContainerd {
-        CriContainerd::start(name, env)
+        CriContainerd::start(ContainerdVersion::V1_6, name, env)
+    }
+
+    /// A containerd `version` with CRI on.
+    pub fn start_cri_on(version: ContainerdVersion, name: &str, env: &[(&str, &str)]) -> CriContainerd {
+        CriContainerd::start(version, name, env)
     }
 }
 
 impl CriContainerd {
-    pub fn start(name: &str, env: &[(&str, &str)]) -> CriContainerd {
+    pub fn start(version: ContainerdVersion, name: &str, env: &[(&str, &str)]) -> CriContainerd {
         let mut network = None;
-        let containerd = Containerd::launch(ContainerdVersion::V1_6, name, env, |dir, state| {
-            let net = Network::create(&format!("vbt-{name}-{}", std::process::id()), dir);
+        let containerd = Containerd::launch(version, name, env, |dir, state| {
+            let net = Network::create(&format!("vbt-{name}-{}-{}", version.tag(), std::process::id()), dir);
             let config = config_toml(state, &net);
             network = Some(net);
             config

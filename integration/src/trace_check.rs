@@ -180,6 +180,46 @@ pub fn missing(spans: &[Span], service: &str, want: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The service name containerd's own spans carry.
+pub const CONTAINERD: &str = "containerd";
+
+/// A trace as a propagating containerd (≥ 2.0) makes it: every span of the
+/// shim and the guest has its parent present, and every shim RPC span is a
+/// child of one of containerd's spans, in the same trace.
+pub fn under_containerd(spans: &[Span]) -> Result<(), String> {
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let orphans: Vec<String> = spans
+        .iter()
+        .filter(|s| s.service != CONTAINERD && !by_id.contains_key(s.parent_span_id.as_str()))
+        .map(|s| format!("{} ({}) parent {:?}", s.name, s.service, s.parent_span_id))
+        .collect();
+    if !orphans.is_empty() {
+        return Err(format!("spans whose parent is missing: {orphans:?}"));
+    }
+    for rpc in spans
+        .iter()
+        .filter(|s| s.service == SHIM && s.attributes.get("rpc.system").map(String::as_str) == Some("ttrpc"))
+    {
+        let parent = by_id[rpc.parent_span_id.as_str()];
+        if parent.service != CONTAINERD || parent.trace_id != rpc.trace_id {
+            return Err(format!(
+                "the shim's {} is under {} ({}), not containerd's",
+                rpc.name, parent.name, parent.service
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether every span's parent has arrived (roots and containerd's own
+/// spans aside): for waiting on containerd's batched export.
+pub fn parented(spans: &[Span]) -> bool {
+    let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+    spans
+        .iter()
+        .all(|s| s.service == CONTAINERD || s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_str()))
+}
+
 /// `span`'s ancestors in the trace, nearest first.
 pub fn ancestors<'a>(spans: &'a [Span], span: &Span) -> Vec<&'a Span> {
     let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();

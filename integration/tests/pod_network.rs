@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use voidbox_integration::fake_cni::FakeCni;
 use voidbox_integration::{leftovers, test_backend, vm_config};
-use voidbox_shim::task::podnet::PodNet;
+use voidbox_shim::task::podnet::{PodNet, PodNetSpec};
 use voidbox_shim::vm::MicroVm;
 
 /// A TCP connect to a closed port: refused means the guest's kernel
@@ -25,7 +25,12 @@ fn guest_answers(addr: Ipv4Addr) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_takes_the_pods_address_and_answers_at_it() {
     let cni = FakeCni::new();
-    let net = PodNet::attach(&cni.path()).await.expect("attach to the pod network");
+    // The sysctl containerd 2.x gives every pod (enable_unprivileged_ports).
+    let spec = PodNetSpec {
+        netns: cni.path(),
+        sysctls: [("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string())].into(),
+    };
+    let net = PodNet::attach(spec).await.expect("attach to the pod network");
     let mut config = vm_config("podnet");
     let state = config.state_dir.clone();
     config.network = Some(net.vm_network());
@@ -50,6 +55,12 @@ async fn the_guest_takes_the_pods_address_and_answers_at_it() {
             .any(|l| l.starts_with("eth0\t00000000\t") && l.contains(&gw)),
         "guest routes:\n{routes}"
     );
+    // The pod's network sysctls are the guest's: its namespace is the pod's.
+    let (port, _) = guest
+        .read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", 0)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&port).trim(), "0", "the default is 1024");
     // The host reaches the guest at the pod's address.
     let addr = cni.pod_ip();
     tokio::task::spawn_blocking(move || guest_answers(addr))

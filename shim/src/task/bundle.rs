@@ -70,6 +70,10 @@ impl Bundle {
     /// - the host's LSM labels go: the guest kernel has no LSM;
     /// - OCI hooks go: they are host programs, and the namespaces and pids
     ///   they would be handed are the guest's;
+    /// - a pod's network sysctls (net.*) go: they are the pod's, set in the
+    ///   guest's own network namespace when the sandbox's VM boots (see
+    ///   `pod_net_sysctls`), and a pod's containers have no namespace of
+    ///   their own to set them in;
     /// - the container gets a cgroup namespace and cgroup2 on
     ///   /sys/fs/cgroup: the guest is pure cgroup v2 whatever the host's
     ///   mode (which shaped the spec the client wrote), and runtimes such
@@ -92,6 +96,11 @@ impl Bundle {
         }
         if let Some(linux) = v.get_mut("linux").and_then(Value::as_object_mut) {
             linux.remove("mountLabel");
+            if role.in_pod() {
+                if let Some(sysctl) = linux.get_mut("sysctl").and_then(Value::as_object_mut) {
+                    sysctl.retain(|k, _| !is_net_sysctl(k));
+                }
+            }
             if linux.contains_key("namespaces") {
                 linux.insert("namespaces".into(), Value::Array(with_cgroup_ns(namespaces)));
             }
@@ -150,6 +159,20 @@ impl Bundle {
         Ok(out)
     }
 
+    /// The pod's network sysctls, which its sandbox's spec carries.
+    pub fn pod_net_sysctls(&self) -> std::collections::BTreeMap<String, String> {
+        self.raw
+            .pointer("/linux/sysctl")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| is_net_sysctl(k))
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The host network namespace CNI set up for a pod, if the spec names one.
     pub fn netns_path(&self) -> Option<PathBuf> {
         self.raw
@@ -165,6 +188,10 @@ impl Bundle {
     fn has_netns_path(&self) -> bool {
         self.netns_path().is_some()
     }
+}
+
+fn is_net_sysctl(key: &str) -> bool {
+    key.starts_with("net.")
 }
 
 /// Adds a new cgroup namespace unless the spec has one (its own, or a pod
@@ -298,6 +325,31 @@ mod tests {
         assert_eq!(g["mounts"][1]["destination"], "/sys/fs/cgroup");
         assert_eq!(g["mounts"][1]["type"], "cgroup");
         assert!(g["mounts"][1]["options"].as_array().unwrap().contains(&"ro".into()));
+    }
+
+    #[test]
+    fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
+        let b = Bundle::load(&bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"network","path":"/var/run/netns/cni-1"}],"sysctl":{"net.ipv4.ip_unprivileged_port_start":"0","kernel.shm_rmid_forced":"1"}}"#,
+        )))
+        .unwrap();
+        assert_eq!(
+            b.pod_net_sysctls().into_iter().collect::<Vec<_>>(),
+            [("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string())]
+        );
+        let g: Value = serde_json::from_slice(&b.guest_spec(&Role::Sandbox, |_| unreachable!()).unwrap()).unwrap();
+        assert_eq!(g["linux"]["sysctl"], serde_json::json!({"kernel.shm_rmid_forced": "1"}));
+        // A container on its own keeps its network namespace, and its sysctls.
+        let g: Value = serde_json::from_slice(
+            &Bundle::load(&bundle_with(&spec_with(
+                r#","linux":{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
+            )))
+            .unwrap()
+            .guest_spec(&Role::Standalone, |_| unreachable!())
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(g["linux"]["sysctl"], serde_json::json!({"net.ipv4.ip_forward": "1"}));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::container::Container;
 use super::error::{Result, ShimError};
 use super::options;
 use super::pod::Role;
+use super::podnet::PodNetSpec;
 use super::process::Process;
 use super::rootfs::Rootfs;
 use super::sandbox::{Observability, Sandbox};
@@ -94,8 +95,14 @@ pub async fn create(
             let settings = options::resolve(&bundle.annotations(), req.options.as_ref())?;
             let (backend, why) = select::choose(settings.backend);
             info!(id = %req.id, backend = backend.name(), "VMM backend: {why}");
-            let netns = bundle.netns_path().filter(|_| role == Role::Sandbox);
-            let sandbox = Sandbox::boot(namespace, &req.id, &settings, backend.as_ref(), obs, netns.as_deref()).await?;
+            let pod_net = bundle
+                .netns_path()
+                .filter(|_| role == Role::Sandbox)
+                .map(|netns| PodNetSpec {
+                    netns,
+                    sysctls: bundle.pod_net_sysctls(),
+                });
+            let sandbox = Sandbox::boot(namespace, &req.id, &settings, backend.as_ref(), obs, pod_net).await?;
             sandboxes
                 .lock()
                 .expect("sandboxes lock")

@@ -3,7 +3,8 @@
 //! guest side (the NIC takes the veth's name, MAC, MTU, addresses and
 //! routes) once vminitd answers.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use tracing::{info, warn};
 use voidbox_api::system::{ConfigureNetworkRequest, Interface as GuestInterface, IpAddress, Route as GuestRoute};
@@ -16,8 +17,16 @@ use crate::vm::{VmError, VmNetwork};
 /// The VM's tap in the pod namespace (one VM per namespace).
 const TAP: &str = "vbtap0";
 
+/// What a pod's sandbox asks of its network: CNI's namespace on the host,
+/// and the pod's network sysctls.
+pub struct PodNetSpec {
+    pub netns: PathBuf,
+    pub sysctls: BTreeMap<String, String>,
+}
+
 pub struct PodNet {
     pub netns: PathBuf,
+    sysctls: BTreeMap<String, String>,
     iface: Interface,
     network: PodNetwork,
     redirect: Redirect,
@@ -28,9 +37,10 @@ fn blocking_err(e: tokio::task::JoinError) -> ShimError {
 }
 
 impl PodNet {
-    /// Reads what CNI set up in `netns` and splices a tap to its interface.
-    pub async fn attach(netns: &Path) -> Result<PodNet> {
-        let path = netns.to_path_buf();
+    /// Reads what CNI set up in the pod's namespace and splices a tap to
+    /// its interface.
+    pub async fn attach(spec: PodNetSpec) -> Result<PodNet> {
+        let PodNetSpec { netns: path, sysctls } = spec;
         tokio::task::spawn_blocking(move || {
             let network = PodNetwork::inspect(&path).map_err(VmError::from)?;
             let iface = network.primary().clone();
@@ -44,6 +54,7 @@ impl PodNet {
             );
             Ok(PodNet {
                 netns: path,
+                sysctls,
                 iface,
                 network,
                 redirect,
@@ -97,6 +108,7 @@ impl PodNet {
         ConfigureNetworkRequest {
             interfaces: vec![interface],
             routes,
+            sysctls: self.sysctls.clone().into_iter().collect(),
             ..Default::default()
         }
     }

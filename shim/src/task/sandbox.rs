@@ -6,7 +6,6 @@
 //! Boot, phase by phase under the VMBoot span: VMSpawn, WaitForReady,
 //! ClockSync.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use voidbox_api::system::InfoRequest;
 use super::create::shared_dir;
 use super::error::Result;
 use super::options::VmSettings;
-use super::podnet::PodNet;
+use super::podnet::{PodNet, PodNetSpec};
 use super::shared::{SharedDir, SHARED_TAG};
 use super::{state_dir, vm_id};
 use crate::assets;
@@ -79,7 +78,7 @@ impl Sandbox {
         settings: &VmSettings,
         backend: &dyn Backend,
         obs: &Observability,
-        netns: Option<&Path>,
+        pod_net: Option<PodNetSpec>,
     ) -> Result<Arc<Sandbox>> {
         let vm_id = vm_id(namespace, id);
         let attrs = vm_attrs(id, &vm_id);
@@ -119,8 +118,14 @@ impl Sandbox {
         boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
         let (vm, guest, network) = traced(boot_span.clone(), async {
             // The pod's network first: the VMM starts inside its namespace.
-            let network = match netns {
-                Some(ns) => Some(traced(info_span!("NetworkAttach", netns = %ns.display()), PodNet::attach(ns)).await?),
+            let network = match pod_net {
+                Some(spec) => Some(
+                    traced(
+                        info_span!("NetworkAttach", netns = %spec.netns.display()),
+                        PodNet::attach(spec),
+                    )
+                    .await?,
+                ),
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);

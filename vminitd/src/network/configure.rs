@@ -1,6 +1,7 @@
 //! A pod's network, taken over from the host: each guest NIC, found by the
 //! MAC of the host veth it stands for, gets that veth's name, MTU and IPv4
-//! addresses, then the routes are added.
+//! addresses, then the routes are added, then the pod's network sysctls set
+//! (the pod's network namespace is the guest's own).
 
 use std::net::Ipv4Addr;
 
@@ -86,5 +87,47 @@ pub fn configure(req: &ConfigureNetworkRequest) -> Result<(), Error> {
     for r in direct.into_iter().chain(via) {
         route(&sock, r)?;
     }
+    for (key, value) in &req.sysctls {
+        sysctl(key, value)?;
+    }
     Ok(())
+}
+
+/// `/proc/sys` path of a network sysctl: `net.` and plain dotted names only.
+fn sysctl_path(key: &str) -> Result<String, Error> {
+    let valid = key.starts_with("net.")
+        && key
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    if !valid {
+        return Err(Error::Invalid(format!("{key:?} is not a network sysctl")));
+    }
+    Ok(format!("/proc/sys/{}", key.replace('.', "/")))
+}
+
+fn sysctl(key: &str, value: &str) -> Result<(), Error> {
+    let path = sysctl_path(key)?;
+    std::fs::write(&path, value).map_err(|e| Error::io("write", &path, e))?;
+    info!(%key, %value, "pod sysctl set");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_network_sysctls_have_a_path() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_unprivileged_port_start").unwrap(),
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+        );
+        assert_eq!(
+            sysctl_path("net.ipv4.conf.eth-0.forwarding").unwrap(),
+            "/proc/sys/net/ipv4/conf/eth-0/forwarding"
+        );
+        for bad in ["kernel.shmmax", "net..x", "net.ipv4/../../kernel/x", "net.", ""] {
+            assert!(sysctl_path(bad).is_err(), "{bad}");
+        }
+    }
 }
