@@ -139,6 +139,40 @@ async fn an_invalid_config_json_is_an_invalid_argument() {
     shim.assert_gone_clean(Duration::from_secs(5)).await;
 }
 
+/// A spec field the guest cannot honour, or one voidbox does not know, is
+/// refused by name before any VM boots, never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_fields_the_guest_cannot_honour_are_refused_by_name() {
+    for (field, value, message) in [
+        (
+            "intelRdt",
+            serde_json::json!({"closID": "gold"}),
+            "config.json: linux.intelRdt cannot be honoured in a VM: the guest has no Intel RDT (resctrl)",
+        ),
+        (
+            "futureKnob",
+            serde_json::json!(true),
+            "config.json: linux.futureKnob is not a field of OCI runtime-spec 1.2 that voidbox knows; refusing rather than ignoring it",
+        ),
+    ] {
+        let mut config = spec(&["true"]);
+        config["linux"][field] = value;
+        let shim = ShimUnderTest::start(&format!("field-{}", field.to_lowercase()), &config).await;
+        let create = CreateTaskRequest {
+            id: shim.id.clone(),
+            bundle: shim.bundle.display().to_string(),
+            ..Default::default()
+        };
+        let status = rpc_status(shim.client.create(shim.ctx(&[]), &create).await.unwrap_err());
+        assert_eq!(status.code(), ttrpc::Code::INVALID_ARGUMENT);
+        assert_eq!(status.message(), message);
+        assert!(shim.events.topics().is_empty(), "nothing was created");
+        assert!(!shim.log().contains("VMM backend"), "no VM was chosen, let alone booted");
+        shim.shutdown(&[]).await;
+        shim.assert_gone_clean(Duration::from_secs(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_that_is_not_a_path_component_is_refused_before_any_vm_boots() {
     let shim = ShimUnderTest::start("badid", &spec(&["true"])).await;
