@@ -99,11 +99,12 @@ test-tracing: deps kernel guest-bins
 		echo "test-tracing: a traced container went to Jaeger: make jaeger-open (service voidbox), or make jaeger-gantt"; \
 	fi
 	@echo "test-tracing: the traced test run is in $(TRACE_OUT): make jaeger-gantt TRACE_FILE=$(TRACE_OUT)"
+	@echo "test-tracing: the containerd 2.1 run is in $(dir $(TRACE_OUT))voidbox-trace-containerd.json (one trace per request: TRACE_ID=...)"
 
-## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON) as Mermaid + waterfall
+## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON; TRACE_ID=... picks one) as Mermaid + waterfall
 jaeger-gantt:
 	@$(CARGO) build -q -p voidbox-hack --bin voidbox-trace
-	@if [ -n "$(TRACE_FILE)" ]; then target/debug/voidbox-trace show --file $(TRACE_FILE); \
+	@if [ -n "$(TRACE_FILE)" ]; then target/debug/voidbox-trace show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
 	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and guest image to $(PREFIX)/share/voidbox,

@@ -58,7 +58,7 @@ impl<'a> Tree<'a> {
     }
 
     /// An indented tree with durations, offsets and a bar per span:
-    /// the guest's spans are marked `vm`.
+    /// the guest's spans are marked `vm`, containerd's `ctd`.
     pub fn waterfall(&self, width: usize) -> String {
         let (t0, t1) = (self.t0(), self.t1());
         let total = t1.saturating_sub(t0).max(1) as f64;
@@ -72,7 +72,11 @@ impl<'a> Tree<'a> {
                 " ".repeat(from.min(width)),
                 "█".repeat(len.min(width - from.min(width)).max(1))
             );
-            let tag = if s.service.ends_with("-vm") { "vm" } else { "  " };
+            let tag = match Side::of(&s.service) {
+                Side::Guest => "vm ",
+                Side::Containerd => "ctd",
+                Side::Shim => "   ",
+            };
             let _ = writeln!(
                 out,
                 "{name:<40} {tag} {:>9.1} ms  @{:>8.1}  |{bar:<width$}|",
@@ -96,10 +100,33 @@ impl<'a> Tree<'a> {
             n += 1;
             let start = s.start_ns.saturating_sub(t0) / 1_000_000;
             let end = (s.end_ns.saturating_sub(t0) / 1_000_000).max(start + 1);
-            let service = if s.service.ends_with("-vm") { "vm" } else { "shim" };
+            let service = match Side::of(&s.service) {
+                Side::Guest => "vm",
+                Side::Containerd => "containerd",
+                Side::Shim => "shim",
+            };
             let label = format!("{}{} ({service})", ". ".repeat(depth), s.name).replace(':', " ");
             let _ = writeln!(out, "    {label} :s{n}, {start}, {end}");
         });
         out
+    }
+}
+
+/// Whose span it is, by service name.
+enum Side {
+    Guest,
+    Containerd,
+    Shim,
+}
+
+impl Side {
+    fn of(service: &str) -> Side {
+        if service.ends_with("-vm") {
+            Side::Guest
+        } else if service == "containerd" {
+            Side::Containerd
+        } else {
+            Side::Shim
+        }
     }
 }

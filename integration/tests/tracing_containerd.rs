@@ -156,6 +156,12 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
     assert_eq!(by_id[lifetime.parent_span_id.as_str()].service, "containerd");
     guest_inside_host_parents(&spans, uncertainty(&spans).unwrap())
         .unwrap_or_else(|e| panic!("clock test:\n{e}\n{tree}"));
-    // The trace as `make test-tracing -- --nocapture` shows it.
     println!("{tree}");
+    // make test-tracing keeps this run for make jaeger-gantt (TRACE_ID picks
+    // a request's trace; this one is the Create request's).
+    if let Ok(out) = std::env::var("VOIDBOX_TRACE_OUT") {
+        let out = std::path::Path::new(&out).with_file_name("voidbox-trace-containerd.json");
+        std::fs::write(&out, voidbox_integration::otlp::to_json_lines(&otlp.requests())).unwrap();
+        println!("Create request's trace: {} in {}", create.trace_id, out.display());
+    }
 }

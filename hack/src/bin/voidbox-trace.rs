@@ -5,7 +5,7 @@
 //!       An OTLP/HTTP receiver: writes what arrives to FILE (OTLP/JSON lines)
 //!       when SPAN has arrived (and a second has passed), at the timeout, or
 //!       on SIGINT/SIGTERM.
-//!   voidbox-trace show (--file FILE | --jaeger URL) [--service NAME] [--mermaid | --waterfall]
+//!   voidbox-trace show (--file FILE | --jaeger URL) [--service NAME] [--trace ID] [--mermaid | --waterfall]
 //!       The trace in FILE, or the latest trace of NAME (default voidbox) in
 //!       the Jaeger at URL.
 
@@ -18,7 +18,7 @@ use voidbox_integration::trace_tree::Tree;
 fn usage(msg: &str) -> ! {
     eprintln!("voidbox-trace: {msg}");
     eprintln!("usage: voidbox-trace receive [--listen ADDR] --out FILE [--until SPAN] [--timeout SECS]");
-    eprintln!("       voidbox-trace show (--file FILE | --jaeger URL) [--service NAME] [--mermaid | --waterfall]");
+    eprintln!("       voidbox-trace show (--file FILE | --jaeger URL) [--service NAME] [--trace ID] [--mermaid | --waterfall]");
     std::process::exit(2)
 }
 
@@ -118,13 +118,19 @@ async fn show(args: &Args) -> Result<(), String> {
     if spans.is_empty() {
         return Err("the trace has no spans".into());
     }
-    // The latest trace, if the file holds several.
-    let latest = spans
-        .iter()
-        .max_by_key(|s| s.end_ns)
-        .map(|s| s.trace_id.clone())
-        .unwrap_or_default();
+    // The trace asked for, or the latest if the file holds several (a
+    // containerd 2.x run holds one per request).
+    let latest = args.value("--trace").unwrap_or_else(|| {
+        spans
+            .iter()
+            .max_by_key(|s| s.end_ns)
+            .map(|s| s.trace_id.clone())
+            .unwrap_or_default()
+    });
     let spans: Vec<_> = spans.into_iter().filter(|s| s.trace_id == latest).collect();
+    if spans.is_empty() {
+        return Err(format!("no spans of trace {latest}"));
+    }
     let tree = Tree::new(&spans);
     if !args.has("--waterfall") {
         println!("```mermaid\n{}```", tree.mermaid(&format!("voidbox trace {latest}")));
