@@ -139,6 +139,34 @@ async fn an_invalid_config_json_is_an_invalid_argument() {
     shim.assert_gone_clean(Duration::from_secs(5)).await;
 }
 
+/// Two Creates of one id at once: one creates, the other is refused at
+/// once, and only one VM boots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_creates_of_one_id_at_once_give_one_container_and_one_already_exists() {
+    let shim = ShimUnderTest::start("twice", &spec(&["sleep", "300"])).await;
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(
+        shim.client.create(shim.ctx(&[]), &create),
+        shim.client.create(shim.ctx(&[]), &create)
+    );
+    let (created, refused) = match (a, b) {
+        (Ok(c), Err(e)) | (Err(e), Ok(c)) => (c, rpc_status(e)),
+        (a, b) => panic!("one Create succeeds and one fails: {a:?}, {b:?}"),
+    };
+    assert!(created.pid > 0);
+    assert_eq!(refused.code(), ttrpc::Code::ALREADY_EXISTS);
+    assert_eq!(refused.message(), format!("container {} already exists", shim.id));
+    let boots = shim.log().matches("VMM backend:").count();
+    assert_eq!(boots, 1, "one VM booted:\n{}", shim.log());
+    // Never started: containerd deletes it as it is.
+    shim.delete_and_shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
+}
+
 /// A spec field the guest cannot honour, or one voidbox does not know, is
 /// refused by name before any VM boots, never dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,7 +96,7 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
         "the shim's spans arrive when it exits"
     );
     // Every span's parent arrives: containerd's come in its own batches.
-    otlp.wait_for(Duration::from_secs(15), |s| parented(s)).await;
+    otlp.wait_for(Duration::from_secs(15), parented).await;
     tokio::task::spawn_blocking(move || drop(ctd)).await.unwrap();
     let spans = otlp.spans();
     let tree = Tree::new(&spans).waterfall(40);

@@ -11,6 +11,7 @@ pub mod options;
 pub mod pod;
 pub mod podnet;
 mod process;
+mod registry;
 mod rootfs;
 mod sandbox;
 mod service;

@@ -1,8 +1,7 @@
 //! containerd's task API (v2 and v3 share it), served by the shim.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::*;
@@ -23,14 +22,14 @@ use voidbox_api::otel::propagation::extract;
 use voidbox_api::task as guest;
 
 use super::container::Container;
-use super::create::{self, Sandboxes};
+use super::create;
 use super::error::{ttrpc, Result, ShimError};
 use super::events::Publisher;
-use super::exits::Containers;
 use super::exits::{self, timestamp};
 use super::metrics;
 use super::pod::{self, Role};
 use super::process::{Process, Status as ProcStatus};
+use super::registry::Registry;
 use super::sandbox::Observability;
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, Owner, ProcessIo};
@@ -41,12 +40,7 @@ pub struct TaskService {
     namespace: String,
     events: Arc<dyn Publisher>,
     obs: Observability,
-    containers: Containers,
-    sandboxes: Sandboxes,
-    /// Root spans of containers whose caller propagates no trace context.
-    roots: Mutex<HashMap<String, Span>>,
-    /// Root spans of pods (by sandbox id), parents of their containers' roots.
-    pods: Mutex<HashMap<String, Span>>,
+    registry: Registry,
     /// Set to true when the shim should exit.
     exit: watch::Sender<bool>,
 }
@@ -61,10 +55,7 @@ impl TaskService {
             namespace: namespace.to_string(),
             events,
             obs,
-            containers: Arc::new(Mutex::new(HashMap::new())),
-            sandboxes: Mutex::new(HashMap::new()),
-            roots: Mutex::new(HashMap::new()),
-            pods: Mutex::new(HashMap::new()),
+            registry: Registry::default(),
             exit: watch::channel(false).0,
         }
     }
@@ -74,8 +65,7 @@ impl TaskService {
     /// root span), or else of the container's root span, which Create
     /// opens, so that one container (or pod) is one trace.
     fn span(&self, name: &'static str, ctx: &TtrpcContext, id: &str) -> Span {
-        let roots = self.roots.lock().expect("roots lock");
-        spans::rpc(name, id, &ctx.metadata, roots.get(id).map(|r| r.context()))
+        spans::rpc(name, id, &ctx.metadata, self.registry.root(id))
     }
 
     /// Opens the root span of a container that is being created: the
@@ -83,34 +73,32 @@ impl TaskService {
     /// Create request's trace; without one it is a root, or a child of its
     /// pod's root span (which the sandbox's Create opens).
     fn open_roots(&self, ctx: &TtrpcContext, req: &CreateTaskRequest) {
-        let incoming = extract(&ctx.metadata);
-        let incoming = incoming.span().span_context().is_valid().then_some(incoming);
-        let mut roots = self.roots.lock().expect("roots lock");
-        if roots.contains_key(&req.id) {
+        if self.registry.has_root(&req.id) {
             return;
         }
+        let incoming = extract(&ctx.metadata);
+        let incoming = incoming.span().span_context().is_valid().then_some(incoming);
         let annotations = pod::annotations(std::path::Path::new(&req.bundle));
-        let mut pods = self.pods.lock().expect("pods lock");
-        let root = match Role::of(&annotations) {
+        let (root, pod) = match Role::of(&annotations) {
             Ok(Role::Sandbox) => {
                 let pod = spans::pod_root(&req.id, &annotations, incoming);
-                let root = spans::container_root(&req.id, Some(pod.context()), "sandbox");
-                pods.insert(req.id.clone(), pod);
-                root
+                (
+                    spans::container_root(&req.id, Some(pod.context()), "sandbox"),
+                    Some(pod),
+                )
             }
             Ok(Role::Member { sandbox_id }) => {
-                let parent = incoming.or_else(|| pods.get(&sandbox_id).map(|p| p.context()));
-                spans::container_root(&req.id, parent, "container")
+                let parent = incoming.or_else(|| self.registry.pod(&sandbox_id));
+                (spans::container_root(&req.id, parent, "container"), None)
             }
-            _ => spans::container_root(&req.id, incoming, "standalone"),
+            _ => (spans::container_root(&req.id, incoming, "standalone"), None),
         };
-        roots.insert(req.id.clone(), root);
+        self.registry.open_root(&req.id, root, pod);
     }
 
     /// Ends the root spans (the shim is about to exit).
     pub fn end_traces(&self) {
-        self.roots.lock().expect("roots lock").clear();
-        self.pods.lock().expect("pods lock").clear();
+        self.registry.end_traces();
     }
 
     /// Resolves when containerd has shut the shim down.
@@ -119,12 +107,7 @@ impl TaskService {
     }
 
     fn container(&self, id: &str) -> Result<Arc<Container>> {
-        self.containers
-            .lock()
-            .expect("containers lock")
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ShimError::NotFound(format!("container {id} not found")))
+        self.registry.get(id)
     }
 
     async fn publish(&self, topic: &'static str, event: Box<dyn protobuf::MessageDyn>) {
@@ -134,18 +117,13 @@ impl TaskService {
     async fn do_create(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse> {
         // Before any VM boots for it.
         voidbox_api::ids::check_container_id(&req.id).map_err(ShimError::InvalidArgument)?;
-        if self.containers.lock().expect("containers lock").contains_key(&req.id) {
-            return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)));
-        }
-        let container = create::create(&self.namespace, &req, &self.obs, &self.sandboxes).await?;
+        let reservation = self.registry.reserve(&req.id)?;
+        let container = create::create(&self.namespace, &req, &self.obs, self.registry.sandboxes()).await?;
         if container.owns_vm() {
-            exits::relay_guest_events(&container.sandbox, self.containers.clone(), self.events.clone());
+            exits::relay_guest_events(&container.sandbox, self.registry.containers(), self.events.clone());
         }
         let pid = container.init.pid();
-        self.containers
-            .lock()
-            .expect("containers lock")
-            .insert(req.id.clone(), container);
+        self.registry.insert(reservation, container);
         info!(id = %req.id, pid, "container created");
         let event = TaskCreate {
             container_id: req.id.clone(),
@@ -267,7 +245,11 @@ impl TaskService {
             }
             if c.owns_vm() {
                 // A pod's VM ends with its sandbox container.
-                self.sandboxes.lock().expect("sandboxes lock").remove(&c.sandbox.id);
+                self.registry
+                    .sandboxes()
+                    .lock()
+                    .expect("sandboxes lock")
+                    .remove(&c.sandbox.id);
                 c.sandbox.teardown().await;
                 let stats = &c.sandbox.relay_stats;
                 let span = Span::current();
@@ -281,7 +263,7 @@ impl TaskService {
                 );
             }
             c.release_files();
-            self.containers.lock().expect("containers lock").remove(&req.id);
+            self.registry.remove(&req.id);
             info!(id = %req.id, "container deleted");
             let event = TaskDelete {
                 container_id: c.id.clone(),
@@ -646,8 +628,9 @@ impl Task for TaskService {
 
     async fn shutdown(&self, ctx: &TtrpcContext, req: ShutdownRequest) -> ttrpc::Result<Empty> {
         let span = self.span("Shutdown", ctx, &req.id);
+        self.registry.forget(&req.id);
         // Like runc's shim: stay while containers remain.
-        if span.in_scope(|| self.containers.lock().expect("containers lock").is_empty()) {
+        if span.in_scope(|| self.registry.is_empty()) {
             drop(span);
             self.end_traces();
             let _ = self.exit.send(true);
