@@ -41,9 +41,12 @@ image-verify: deps guest-bins
 build:
 	$(CARGO) build --workspace
 
+## lint: formatting, clippy, and the shim's house rules (shim/tests/layers.rs:
+## no import up the module floors, no circle of imports between files)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test -q -p voidbox-shim --test layers
 
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint

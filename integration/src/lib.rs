@@ -32,7 +32,7 @@ pub fn vm_config(name: &str) -> VmConfig {
         kernel.display()
     );
     let state = state_root().join(format!("{name}-{}", std::process::id()));
-    VmConfig::new(name, kernel, assets::guest_root(), state)
+    VmConfig::new(name, kernel, voidbox_shim::vm::GuestRoot::configured(), state)
 }
 
 /// The backend the suite runs on: `VOIDBOX_TEST_BACKEND` (qemu by default;

@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use voidbox_integration::{leftovers, vm_config};
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::{qemu::Qemu, MicroVm, VmError, VmExit};
 
 /// Runs voidbox-vm with extra environment and arguments; returns its stderr.
@@ -63,7 +64,7 @@ async fn a_guest_that_never_gets_ready_times_out_with_its_console() {
     config.ready_timeout = Duration::from_secs(8);
     let state = config.state_dir.clone();
     let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
-    let err = vm.connect_guest().await.err().expect("must time out");
+    let err = GuestClient::connect(&vm).await.err().expect("must time out");
     assert!(matches!(err, VmError::ReadyTimeout { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("did not become ready within 8s"), "{msg}");
@@ -81,7 +82,7 @@ async fn a_guest_that_panics_is_reported_with_the_panic() {
     config.extra_cmdline.push("init=/nonexistent".into());
     let state = config.state_dir.clone();
     let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
-    let err = vm.connect_guest().await.err().expect("no guest");
+    let err = GuestClient::connect(&vm).await.err().expect("no guest");
     match err {
         VmError::EndedBeforeReady {
             exit: VmExit::Panicked { message, .. },

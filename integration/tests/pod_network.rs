@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use voidbox_integration::fake_cni::FakeCni;
 use voidbox_integration::{leftovers, test_backend, vm_config};
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::task::podnet::{PodNet, PodNetSpec};
 use voidbox_shim::vm::MicroVm;
 
@@ -35,7 +36,7 @@ async fn the_guest_takes_the_pods_address_and_answers_at_it() {
     let state = config.state_dir.clone();
     config.network = Some(net.vm_network());
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
-    let guest = vm.connect_guest().await.expect("guest");
+    let guest = GuestClient::connect(&vm).await.expect("guest");
     net.configure_guest(&guest).await.expect("configure the guest network");
     // The guest's NIC has the veth's MAC and name.
     let (mac, _) = guest
@@ -68,7 +69,7 @@ async fn the_guest_takes_the_pods_address_and_answers_at_it() {
         .unwrap()
         .expect("the pod IP reaches the VM");
 
-    let exit = vm.shutdown(&guest, Duration::from_secs(10)).await;
+    let exit = guest.power_off(&vm, Duration::from_secs(10)).await;
     assert!(exit.is_clean(), "{exit}");
     net.detach().await;
     assert!(

@@ -60,7 +60,7 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
     ]);
     let state = config.state_dir.clone();
     let vm = MicroVm::start(&Qemu::new(), config).await.expect("start VM");
-    let guest = vm.connect_guest().await.expect("guest");
+    let guest = GuestClient::connect(&vm).await.expect("guest");
 
     // Nobody drains the buffer yet: it fills, then every span is dropped.
     let first = flood(&guest, 10_000).await;
@@ -120,7 +120,7 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
     let streaming =
         voidbox_integration::eventually(Duration::from_secs(10), || sink.0.lock().unwrap().len() >= CAPACITY).await;
     assert!(streaming, "the buffered spans stream out");
-    let exit = vm.shutdown(&guest, Duration::from_secs(10)).await;
+    let exit = guest.power_off(&vm, Duration::from_secs(10)).await;
     assert!(exit.is_clean(), "{exit}");
     tokio::time::timeout(Duration::from_secs(5), relay)
         .await

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use voidbox_integration::{eventually, leftovers, test_backend, vm_config};
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::{MicroVm, Share, VmExit};
 
 const GRACE: Duration = Duration::from_secs(10);
@@ -12,7 +13,7 @@ async fn boots_and_answers_system_info_over_vsock() {
     let config = vm_config("info");
     let state = config.state_dir.clone();
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
-    let guest = vm.connect_guest().await.expect("vminitd dials in");
+    let guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
     let info = guest.info().await.expect("System.Info");
 
     assert_eq!(info.vminitd_version, env!("CARGO_PKG_VERSION"));
@@ -40,7 +41,7 @@ async fn boots_and_answers_system_info_over_vsock() {
         boot.ready_ns as f64 / 1e9
     );
 
-    let exit = vm.shutdown(&guest, GRACE).await;
+    let exit = guest.power_off(&vm, GRACE).await;
     assert_eq!(exit, VmExit::Shutdown, "clean power-off");
     assert_eq!(leftovers(&state), Vec::<String>::new());
 }
@@ -58,7 +59,7 @@ async fn reads_a_host_file_shared_over_virtio_fs() {
     });
     let state = config.state_dir.clone();
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
-    let guest = vm.connect_guest().await.expect("vminitd dials in");
+    let guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
 
     guest
         .mount("virtiofs", "hostshare", "/mnt/host", &[])
@@ -76,7 +77,7 @@ async fn reads_a_host_file_shared_over_virtio_fs() {
         .to_string();
     assert!(err.contains("/mnt/host/missing.txt"), "{err}");
 
-    assert_eq!(vm.shutdown(&guest, GRACE).await, VmExit::Shutdown);
+    assert_eq!(guest.power_off(&vm, GRACE).await, VmExit::Shutdown);
     assert_eq!(leftovers(&state), Vec::<String>::new());
     std::fs::remove_dir_all(host_dir).unwrap();
 }
@@ -91,7 +92,7 @@ async fn killing_the_vmm_leaves_nothing_behind() {
     });
     let state = config.state_dir.clone();
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
-    let guest = vm.connect_guest().await.expect("vminitd dials in");
+    let guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
     guest.mount("virtiofs", "s", "/mnt/s", &[]).await.expect("mount");
     // Every helper is running and mentions the state directory.
     let running = voidbox_integration::processes_mentioning(&state);
@@ -160,7 +161,7 @@ async fn a_crashed_helper_stops_its_vm() {
     let config = vm_config("helper");
     let state = config.state_dir.clone();
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
-    let _guest = vm.connect_guest().await.expect("vminitd dials in");
+    let _guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
     let vsock = voidbox_integration::processes_mentioning(&state)
         .into_iter()
         .find(|p| p.contains("vhost-device-vsock"))

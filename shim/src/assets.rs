@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::vm::{GuestRoot, VmError};
-
 /// `make install` puts the kernel and guest image here.
 pub const DATA_DIR: &str = "/usr/local/share/voidbox";
 /// `make install` puts helper binaries (vhost-device-vsock) here.
@@ -19,17 +17,11 @@ pub fn kernel() -> PathBuf {
         .unwrap_or_else(|| Path::new(DATA_DIR).join("vmlinux"))
 }
 
-/// The guest root: `$VOIDBOX_IMAGE` (an erofs image, or a cpio archive when
-/// it ends in `.cpio`), else the installed erofs image.
-pub fn guest_root() -> GuestRoot {
-    let path = std::env::var_os("VOIDBOX_IMAGE")
+/// The guest root image: `$VOIDBOX_IMAGE`, else the installed erofs image.
+pub fn guest_image() -> PathBuf {
+    std::env::var_os("VOIDBOX_IMAGE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(DATA_DIR).join("guest.erofs"));
-    if path.extension().is_some_and(|e| e == "cpio") {
-        GuestRoot::Initramfs(path)
-    } else {
-        GuestRoot::Erofs(path)
-    }
+        .unwrap_or_else(|| Path::new(DATA_DIR).join("guest.erofs"))
 }
 
 /// Where per-VM state directories go: `$VOIDBOX_STATE_DIR`, else /run/voidbox.
@@ -37,6 +29,15 @@ pub fn state_root() -> PathBuf {
     std::env::var_os("VOIDBOX_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/run/voidbox"))
+}
+
+/// A helper binary that is nowhere to be found, and what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{tool} not found (looked in {searched}): {fix}")]
+pub struct ToolMissing {
+    pub tool: &'static str,
+    pub searched: String,
+    pub fix: &'static str,
 }
 
 /// A helper binary and how to get it.
@@ -49,7 +50,7 @@ pub struct Tool {
 
 impl Tool {
     /// `$env` if set (it must exist), else the first of `dirs`, else PATH.
-    pub fn locate(&self) -> Result<PathBuf, VmError> {
+    pub fn locate(&self) -> Result<PathBuf, ToolMissing> {
         if let Some(path) = std::env::var_os(self.env) {
             let path = PathBuf::from(path);
             return if is_executable(&path) {
@@ -76,8 +77,8 @@ impl Tool {
         Err(self.missing(searched.join(", ")))
     }
 
-    fn missing(&self, searched: String) -> VmError {
-        VmError::ToolMissing {
+    fn missing(&self, searched: String) -> ToolMissing {
+        ToolMissing {
             tool: self.name,
             searched,
             fix: self.fix,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 use voidbox_shim::assets;
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::{MicroVm, Share, VmConfig};
 
 fn usage(msg: &str) -> ! {
@@ -39,7 +40,7 @@ fn parse() -> VmConfig {
     let mut config = VmConfig::new(
         &id,
         assets::kernel(),
-        assets::guest_root(),
+        voidbox_shim::vm::GuestRoot::configured(),
         assets::state_root().join(&id),
     );
     let mut args = std::env::args().skip(1);
@@ -76,7 +77,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let guest = match vm.connect_guest().await {
+    let guest = match GuestClient::connect(&vm).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("voidbox-vm: {e}");
@@ -125,6 +126,6 @@ async fn main() {
             std::process::exit(1);
         }
     }
-    let exit = vm.shutdown(&guest, Duration::from_secs(10)).await;
+    let exit = guest.power_off(&vm, Duration::from_secs(10)).await;
     println!("stopped   {exit}");
 }

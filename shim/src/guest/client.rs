@@ -11,7 +11,7 @@ use voidbox_api::task_ttrpc::TasksClient;
 use voidbox_api::telemetry_ttrpc::TelemetryClient;
 use voidbox_api::traces_ttrpc::TracesClient;
 
-use crate::vm::VmError;
+use crate::vm::{MicroVm, VmError, VmExit};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,6 +41,21 @@ pub fn rpc_context(wait: bool) -> context::Context {
 }
 
 impl GuestClient {
+    /// Waits, within the VM's ready timeout, for vminitd to dial in.
+    pub async fn connect(vm: &MicroVm) -> Result<GuestClient, VmError> {
+        Ok(GuestClient::new(vm.accept_ready(voidbox_api::TTRPC_PORT).await?))
+    }
+
+    /// Asks the guest to power off and waits up to `grace` for the VM to
+    /// end; kills it after that.
+    pub async fn power_off(&self, vm: &MicroVm, grace: Duration) -> VmExit {
+        vm.expect_shutdown();
+        if let Err(e) = self.shutdown(grace).await {
+            tracing::debug!("shutdown RPC: {e}");
+        }
+        vm.wait_or_kill(grace).await
+    }
+
     pub fn new(stream: UnixStream) -> Self {
         let client = ttrpc::r#async::Client::new(Socket::new(stream));
         GuestClient {

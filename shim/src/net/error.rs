@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::vm::VmError;
+use crate::assets::ToolMissing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -14,8 +14,8 @@ pub enum NetError {
     #[error("{} is not a network namespace ({reason}): was it unmounted, or the pod deleted?", path.display())]
     NotNetns { path: PathBuf, reason: String },
 
-    #[error("{0}")]
-    ToolMissing(VmError),
+    #[error(transparent)]
+    ToolMissing(#[from] ToolMissing),
 
     #[error("starting `{command}` in network namespace {}: {source}", netns.display())]
     Spawn {

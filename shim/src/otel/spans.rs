@@ -3,7 +3,6 @@
 //! is none (containerd 1.6), of the container's own root span, so that one
 //! container is one trace either way.
 
-use std::collections::HashMap;
 use std::future::Future;
 
 use opentelemetry::trace::{Status, TraceContextExt};
@@ -12,8 +11,11 @@ use tracing::{info_span, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use voidbox_api::otel::propagation::{extract, Metadata};
 
-use crate::task::pod::{SANDBOX_NAME, SANDBOX_NAMESPACE};
-use crate::task::ShimError;
+/// An error a span is marked with: its message, and a short stable name of
+/// the failure for the `error.kind` attribute.
+pub trait SpanError: std::fmt::Display {
+    fn kind(&self) -> &'static str;
+}
 
 /// The span of task RPC `name` for container `id`: a child of the caller's
 /// propagated context, linked to the container's root span; or, when the
@@ -44,16 +46,15 @@ pub fn container_root(id: &str, parent: Option<Context>, kind: &str) -> Span {
     span
 }
 
-/// The root span of a pod (opened with its sandbox), from CRI's
-/// annotations: under the sandbox's Create request, if it has a context.
-pub fn pod_root(sandbox_id: &str, annotations: &HashMap<String, String>, parent: Option<Context>) -> Span {
-    let get = |k: &str| annotations.get(k).cloned().unwrap_or_default();
+/// The root span of a pod (opened with its sandbox), named as Kubernetes
+/// names it: under the sandbox's Create request, if it has a context.
+pub fn pod_root(sandbox_id: &str, pod_name: &str, pod_namespace: &str, parent: Option<Context>) -> Span {
     let span = info_span!(
         parent: None,
         "pod",
         otel.name = "Pod",
-        k8s.pod.name = %get(SANDBOX_NAME),
-        k8s.namespace.name = %get(SANDBOX_NAMESPACE),
+        k8s.pod.name = %pod_name,
+        k8s.namespace.name = %pod_namespace,
         pod.sandbox_id = %sandbox_id,
     );
     if let Some(parent) = parent {
@@ -63,14 +64,14 @@ pub fn pod_root(sandbox_id: &str, annotations: &HashMap<String, String>, parent:
 }
 
 /// Marks `span` failed with `err`.
-pub fn fail(span: &Span, err: &ShimError) {
+pub fn fail(span: &Span, err: &dyn SpanError) {
     span.set_status(Status::error(err.to_string()));
     span.set_attribute("error.kind", err.kind());
 }
 
 /// Runs `fut` in `span`; an error marks the span. The span ends however the
 /// future ends (completes, fails, or is dropped).
-pub async fn traced<T>(span: Span, fut: impl Future<Output = Result<T, ShimError>>) -> Result<T, ShimError> {
+pub async fn traced<T, E: SpanError>(span: Span, fut: impl Future<Output = Result<T, E>>) -> Result<T, E> {
     use tracing::Instrument;
     let result = fut.instrument(span.clone()).await;
     if let Err(e) = &result {

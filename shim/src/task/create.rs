@@ -8,50 +8,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use containerd_shim_protos::api::CreateTaskRequest;
-use sha2::{Digest, Sha256};
 use tracing::{info, info_span};
 use voidbox_api::task::{CreateRequest, PutBundleRequest};
 
 use super::bundle::Bundle;
 use super::container::Container;
-use super::error::{Result, ShimError};
+use super::error::{traced, Result, ShimError};
 use super::options;
 use super::pod::Role;
 use super::podnet::PodNetSpec;
 use super::process::Process;
+use super::registry::Sandboxes;
 use super::rootfs::Rootfs;
 use super::sandbox::{Observability, Sandbox};
 use super::shared::{ContainerShare, SHARED_TAG};
-use crate::assets;
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, Owner, ProcessIo};
-use crate::otel::spans::traced;
 use crate::vm::{select, VmError};
-
-/// A short, stable name for a container's VM.
-pub fn vm_id(namespace: &str, id: &str) -> String {
-    let digest = Sha256::digest(format!("{namespace}/{id}").as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
-/// The VM's state directory: socket paths must stay under the unix limit
-/// whatever the namespace and id.
-pub fn state_dir(namespace: &str, id: &str) -> std::path::PathBuf {
-    assets::state_root().join(vm_id(namespace, id))
-}
-
-/// The directory shared into a sandbox's VM; beside its state directory,
-/// which the VM removes when it ends, while this is still mounted.
-pub fn shared_dir(namespace: &str, id: &str) -> std::path::PathBuf {
-    assets::state_root().join(format!("{}.shared", vm_id(namespace, id)))
-}
 
 fn rpc_err(method: &'static str) -> impl Fn(ttrpc::Error) -> ShimError {
     move |source| VmError::Rpc { method, source }.into()
 }
-
-/// The sandboxes of this shim, by sandbox id.
-pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;
 
 pub async fn create(
     namespace: &str,

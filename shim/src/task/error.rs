@@ -4,6 +4,7 @@
 use ttrpc::Code;
 
 use crate::io::IoError;
+use crate::otel::spans::SpanError;
 use crate::vm::VmError;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +51,7 @@ impl ShimError {
                 None => match e {
                     VmError::KernelMissing { .. }
                     | VmError::BadImage { .. }
-                    | VmError::ToolMissing { .. }
+                    | VmError::ToolMissing(_)
                     | VmError::NoKvm(_)
                     | VmError::SocketPathTooLong { .. } => Code::FAILED_PRECONDITION,
                     VmError::Invalid(_) | VmError::ShareMissing { .. } => Code::INVALID_ARGUMENT,
@@ -83,4 +84,16 @@ pub type Result<T> = std::result::Result<T, ShimError>;
 /// Converts a result for a TTRPC handler.
 pub fn ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
     r.map_err(ShimError::into_ttrpc)
+}
+
+impl SpanError for ShimError {
+    fn kind(&self) -> &'static str {
+        ShimError::kind(self)
+    }
+}
+
+/// Runs `fut` in `span`, marking the span with a failure: the shim's errors
+/// (`otel::spans::traced`, its error type fixed for inference).
+pub async fn traced<T>(span: tracing::Span, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    crate::otel::spans::traced(span, fut).await
 }

@@ -13,9 +13,12 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::container::Container;
-use super::create::Sandboxes;
 use super::error::{Result, ShimError};
 use super::exits::Containers;
+use super::sandbox::Sandbox;
+
+/// The sandboxes of this shim, by sandbox id.
+pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;
 
 #[derive(Default)]
 struct Roots {

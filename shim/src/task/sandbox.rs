@@ -16,12 +16,11 @@ use tracing::{info, info_span, warn, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use voidbox_api::system::InfoRequest;
 
-use super::create::shared_dir;
-use super::error::Result;
+use super::error::{traced, Result};
+use super::naming::{shared_dir, state_dir, vm_id};
 use super::options::VmSettings;
 use super::podnet::{PodNet, PodNetSpec};
 use super::shared::{SharedDir, SHARED_TAG};
-use super::{state_dir, vm_id};
 use crate::assets;
 use crate::guest::{rpc_context, GuestClient};
 use crate::io::StreamMux;
@@ -29,8 +28,7 @@ use crate::otel::clock::{Clock, Sample};
 use crate::otel::guest_metrics;
 use crate::otel::metrics::{self, vm_attrs};
 use crate::otel::relay::{self, GuestSink, RelayStats};
-use crate::otel::spans::traced;
-use crate::vm::{Backend, MicroVm, Share, VmConfig};
+use crate::vm::{Backend, GuestRoot, MicroVm, Share, VmConfig};
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long teardown waits for the guest's last spans.
@@ -84,7 +82,7 @@ impl Sandbox {
         let attrs = vm_attrs(id, &vm_id);
         let state = state_dir(namespace, id);
         let shared = SharedDir::create(&shared_dir(namespace, id))?;
-        let mut config = VmConfig::new(&vm_id, assets::kernel(), assets::guest_root(), state);
+        let mut config = VmConfig::new(&vm_id, assets::kernel(), GuestRoot::configured(), state);
         config.vcpus = settings.cpus;
         config.memory_mib = settings.memory_mib;
         config.vsock_ports = vec![voidbox_api::TTRPC_PORT, voidbox_api::STDIO_PORT];
@@ -202,7 +200,7 @@ impl Sandbox {
                 ),
                 Err(e) => warn!(sandbox = %self.id, "guest info: {e}"),
             }
-            let exit = self.vm.shutdown(&self.guest, SHUTDOWN_GRACE).await;
+            let exit = self.guest.power_off(&self.vm, SHUTDOWN_GRACE).await;
             if !exit.is_clean() {
                 warn!(sandbox = %self.id, "VM did not power off cleanly: {exit}");
             }
@@ -259,7 +257,7 @@ async fn boot(
     );
     phase("spawn", begun);
     let t = Instant::now();
-    let guest = match vm.connect_guest().instrument(info_span!("WaitForReady")).await {
+    let guest = match GuestClient::connect(&vm).instrument(info_span!("WaitForReady")).await {
         Ok(g) => g,
         Err(e) => {
             vm.kill().await;

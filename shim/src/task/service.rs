@@ -23,7 +23,7 @@ use voidbox_api::task as guest;
 
 use super::container::Container;
 use super::create;
-use super::error::{ttrpc, Result, ShimError};
+use super::error::{traced, ttrpc, Result, ShimError};
 use super::events::Publisher;
 use super::exits::{self, timestamp};
 use super::metrics;
@@ -33,7 +33,7 @@ use super::registry::Registry;
 use super::sandbox::Observability;
 use crate::guest::rpc_context;
 use crate::io::{IoPaths, Owner, ProcessIo};
-use crate::otel::spans::{self, traced};
+use crate::otel::spans;
 use crate::vm::VmError;
 
 pub struct TaskService {
@@ -81,7 +81,8 @@ impl TaskService {
         let annotations = pod::annotations(std::path::Path::new(&req.bundle));
         let (root, pod) = match Role::of(&annotations) {
             Ok(Role::Sandbox) => {
-                let pod = spans::pod_root(&req.id, &annotations, incoming);
+                let get = |k: &str| annotations.get(k).map(String::as_str).unwrap_or_default();
+                let pod = spans::pod_root(&req.id, get(pod::SANDBOX_NAME), get(pod::SANDBOX_NAMESPACE), incoming);
                 (
                     spans::container_root(&req.id, Some(pod.context()), "sandbox"),
                     Some(pod),

@@ -23,6 +23,21 @@ pub enum GuestRoot {
 }
 
 impl GuestRoot {
+    /// The root in `path`: an erofs image, or a cpio archive when it ends
+    /// in `.cpio`.
+    pub fn from_image(path: PathBuf) -> GuestRoot {
+        if path.extension().is_some_and(|e| e == "cpio") {
+            GuestRoot::Initramfs(path)
+        } else {
+            GuestRoot::Erofs(path)
+        }
+    }
+
+    /// The configured or installed guest root (`assets::guest_image`).
+    pub fn configured() -> GuestRoot {
+        GuestRoot::from_image(crate::assets::guest_image())
+    }
+
     pub fn path(&self) -> &Path {
         match self {
             GuestRoot::Erofs(p) | GuestRoot::Initramfs(p) => p,

@@ -16,12 +16,8 @@ pub enum VmError {
     #[error("guest image {}: {reason}; build it with `make image`, install it with `make install`, or point VOIDBOX_IMAGE at one", path.display())]
     BadImage { path: PathBuf, reason: String },
 
-    #[error("{tool} not found (looked in {searched}): {fix}")]
-    ToolMissing {
-        tool: &'static str,
-        searched: String,
-        fix: &'static str,
-    },
+    #[error(transparent)]
+    ToolMissing(#[from] crate::assets::ToolMissing),
 
     #[error("unix socket path {} is {len} bytes, over the {max}-byte limit for unix socket paths: use a shorter state directory (VOIDBOX_STATE_DIR; now {})", path.display(), state_dir.display())]
     SocketPathTooLong {
@@ -88,7 +84,7 @@ impl VmError {
         match self {
             VmError::KernelMissing { .. } => "kernel_missing",
             VmError::BadImage { .. } => "bad_image",
-            VmError::ToolMissing { .. } => "tool_missing",
+            VmError::ToolMissing(_) => "tool_missing",
             VmError::SocketPathTooLong { .. } => "socket_path_too_long",
             VmError::ShareMissing { .. } => "share_missing",
             VmError::Invalid(_) => "invalid_vm_config",

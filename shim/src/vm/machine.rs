@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::console::{tail, Follower};
 use super::exit::VmExit;
 use super::process::{FirstExit, ProcessSet};
 use super::{Backend, VmConfig, VmError};
-use crate::guest::GuestClient;
 
 const CONSOLE_LINES: usize = 30;
 const HELPER_EXIT_GRACE: Duration = Duration::from_millis(500);
@@ -48,7 +47,7 @@ impl Drop for StateDir {
 
 impl MicroVm {
     /// Validates `config`, then starts the VM. Returns once the VMM runs;
-    /// [`MicroVm::connect_guest`] waits for the guest.
+    /// `GuestClient::connect` waits for the guest.
     pub async fn start(backend: &dyn Backend, config: VmConfig) -> Result<MicroVm, VmError> {
         backend.preflight()?;
         config.validate()?;
@@ -132,11 +131,12 @@ impl MicroVm {
         }
     }
 
-    /// Waits for vminitd to dial in, within the configured ready timeout.
-    pub async fn connect_guest(&self) -> Result<GuestClient, VmError> {
+    /// Waits, within the configured ready timeout, for the guest's first
+    /// connection to host port `port` (vminitd dialing in).
+    pub async fn accept_ready(&self, port: u32) -> Result<UnixStream, VmError> {
         let timeout = self.config.ready_timeout;
-        match tokio::time::timeout(timeout, self.accept(voidbox_api::TTRPC_PORT)).await {
-            Ok(stream) => Ok(GuestClient::new(stream?)),
+        match tokio::time::timeout(timeout, self.accept(port)).await {
+            Ok(stream) => stream,
             Err(_) => Err(VmError::ReadyTimeout {
                 timeout,
                 console: tail(&self.config.console_log(), CONSOLE_LINES),
@@ -144,12 +144,14 @@ impl MicroVm {
         }
     }
 
-    /// Asks the guest to power off and waits up to `grace`; kills it after that.
-    pub async fn shutdown(&self, guest: &GuestClient, grace: Duration) -> VmExit {
+    /// The host is about to ask the guest to power off: its exit is then a
+    /// shutdown, not a guest reset.
+    pub fn expect_shutdown(&self) {
         self.shutdown_requested.store(true, Ordering::SeqCst);
-        if let Err(e) = guest.shutdown(grace).await {
-            debug!(vm = %self.config.id, "shutdown RPC: {e}");
-        }
+    }
+
+    /// Waits up to `grace` for the VM to end; kills it after that.
+    pub async fn wait_or_kill(&self, grace: Duration) -> VmExit {
         match tokio::time::timeout(grace, self.wait()).await {
             Ok(exit) => exit,
             Err(_) => {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use voidbox_hack::stats::{ms, ratio, Samples};
 use voidbox_shim::assets;
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::qemu::{machine_args, Qemu, BASE_CMDLINE, QEMU};
 use voidbox_shim::vm::{Backend, GuestRoot, MicroVm, VmConfig};
 
@@ -32,7 +33,7 @@ pub async fn run(boots: usize) -> Result<(), String> {
     let bare_initrd = std::env::var_os("VOIDBOX_BARE_INITRD")
         .map(PathBuf::from)
         .ok_or("VOIDBOX_BARE_INITRD is not set: run through `make bench`, which builds the bare init")?;
-    let erofs = assets::guest_root();
+    let erofs = voidbox_shim::vm::GuestRoot::configured();
     // The same staging tree also exists as an initramfs beside the erofs image.
     let cpio = GuestRoot::Initramfs(erofs.path().with_extension("cpio"));
     let qemu = Qemu::new();
@@ -144,10 +145,10 @@ async fn boot_voidbox(qemu: &Qemu, kernel: &Path, root: GuestRoot, id: &str, s: 
     qemu.preflight().map_err(|e| e.to_string())?;
     let start = Instant::now();
     let vm = MicroVm::start(qemu, config).await.map_err(|e| e.to_string())?;
-    let guest = vm.connect_guest().await.map_err(|e| e.to_string())?;
+    let guest = GuestClient::connect(&vm).await.map_err(|e| e.to_string())?;
     let host = start.elapsed();
     let info = guest.info().await.map_err(|e| e.to_string())?;
-    let exit = vm.shutdown(&guest, Duration::from_secs(10)).await;
+    let exit = guest.power_off(&vm, Duration::from_secs(10)).await;
     if !exit.is_clean() {
         return Err(format!("benchmark VM did not power off cleanly: {exit}"));
     }
