@@ -44,6 +44,26 @@ pub fn test_backend() -> Box<dyn voidbox_shim::vm::Backend> {
     }
 }
 
+/// The program of the test backend's VMM, as its command line names it.
+pub fn vmm_program() -> &'static str {
+    test_backend().processes(&vm_config("probe"))[0]
+}
+
+/// Whether every program the test backend runs for `config` is among
+/// `running` (`pid: command line` entries).
+pub fn runs_all_of(config: &VmConfig, running: &[String]) -> Result<(), String> {
+    let missing: Vec<&str> = test_backend()
+        .processes(config)
+        .into_iter()
+        .filter(|name| !running.iter().any(|p| p.contains(name)))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not running: {missing:?}; running: {running:?}"))
+    }
+}
+
 /// Where test VMs keep their state.
 pub fn state_root() -> PathBuf {
     assets::state_root().join("test")

@@ -376,12 +376,13 @@ fn a_vm_that_dies_ends_its_processes_with_255(v: ContainerdVersion) {
         .unwrap();
     let mut ready = [0u8; 6];
     run.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
-    let qemu: Vec<String> = voidbox_integration::processes_mentioning(&ctd.vm_state_root())
+    let vmm = voidbox_integration::vmm_program();
+    let vmms: Vec<String> = voidbox_integration::processes_mentioning(&ctd.vm_state_root())
         .into_iter()
-        .filter(|p| p.contains("qemu-system"))
+        .filter(|p| p.contains(vmm))
         .collect();
-    assert_eq!(qemu.len(), 1, "{qemu:?}");
-    let pid: i32 = qemu[0].split(':').next().unwrap().parse().unwrap();
+    assert_eq!(vmms.len(), 1, "{vmms:?}");
+    let pid: i32 = vmms[0].split(':').next().unwrap().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert_eq!(
         run.wait().unwrap().code(),

@@ -41,6 +41,11 @@ pub trait Backend: Send + Sync {
     /// The kernel command line this backend boots `config` with.
     fn cmdline(&self, config: &VmConfig) -> String;
 
+    /// The programs it runs for `config`, as their command lines name them:
+    /// the VMM first, then each helper. What tests and tools expect of a
+    /// running VM, whichever the backend.
+    fn processes(&self, config: &VmConfig) -> Vec<&'static str>;
+
     /// Starts the VMM (and any helpers) for a validated `config`.
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError>;
 }

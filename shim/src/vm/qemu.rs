@@ -113,6 +113,12 @@ impl Backend for Qemu {
         format!("{BASE_CMDLINE}{tsc} voidbox.backend=qemu {}", config.common_cmdline())
     }
 
+    fn processes(&self, config: &VmConfig) -> Vec<&'static str> {
+        let mut names = vec![QEMU.name, VHOST_VSOCK.name];
+        names.extend(config.shares.iter().map(|_| VIRTIOFSD.name));
+        names
+    }
+
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
         let vhost_socket = config.socket_path("vhost-vsock.sock")?;
         let uds_path = config.socket_path("vsock")?;

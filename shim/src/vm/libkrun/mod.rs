@@ -81,6 +81,11 @@ impl Backend for Libkrun {
         format!("{BASE_CMDLINE} voidbox.backend=libkrun {}", config.common_cmdline())
     }
 
+    fn processes(&self, _config: &VmConfig) -> Vec<&'static str> {
+        // Devices, virtio-fs included, run inside the VMM's own process.
+        vec![VOIDBOX_KRUN.name]
+    }
+
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
         let plan = self.plan(config)?;
         let path = config.state_dir.join("krun.json");
