@@ -12,13 +12,17 @@ use voidbox_integration::shim_client::{spec, ShimUnderTest};
 /// Enough output to cross several relay buffers.
 const LINES: usize = 20_000;
 
-/// Reads the FIFO to EOF (the writer closes it after the last byte).
+/// Reads the FIFO to EOF (the writer closes it after the last byte). Read
+/// as it comes, since the output is more than a pipe holds. A FIFO with no
+/// writer yet reads as EOF too: only one after some output ends it.
 fn read_all(mut f: std::fs::File) -> Vec<u8> {
     let mut buf = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut chunk = [0u8; 65536];
         match f.read(&mut chunk) {
+            Ok(0) if !buf.is_empty() => return buf,
+            Ok(0) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(0) => return buf,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
