@@ -209,14 +209,8 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         // Snapshot mounts live under root, a failed test's rootfs, shm and
         // netns mounts under state; nothing may stay mounted.
-        for mount in [&self.dir, &self.state]
-            .into_iter()
-            .flat_map(|d| crate::mounts_mentioning(d))
-        {
-            if let Some(target) = mount.split_whitespace().nth(4) {
-                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        crate::unmount_all_under(&self.dir);
+        crate::unmount_all_under(&self.state);
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.state);
     }

@@ -64,6 +64,19 @@ pub fn runs_all_of(config: &VmConfig, running: &[String]) -> Result<(), String> 
     }
 }
 
+/// Detaches every mount that mentions `dir` (what a killed shim or a
+/// failed test left), deepest first.
+pub fn unmount_all_under(dir: &Path) {
+    let mut targets: Vec<String> = mounts_mentioning(dir)
+        .iter()
+        .filter_map(|m| m.split_whitespace().nth(4).map(str::to_string))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for target in targets {
+        let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// Where test VMs keep their state.
 pub fn state_root() -> PathBuf {
     assets::state_root().join("test")

@@ -341,10 +341,12 @@ impl Started {
 
 impl Drop for ShimUnderTest {
     fn drop(&mut self) {
-        // A test that failed midway must not leave its shim (and VM) behind.
+        // A test that failed midway must not leave its shim (and VM) behind,
+        // nor the mounts the killed shim held (its shared directory's).
         for pid in crate::pids_mentioning(&self.dir.join("")) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
+        crate::unmount_all_under(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
