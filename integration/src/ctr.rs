@@ -11,14 +11,7 @@ pub fn text(bytes: &[u8]) -> String {
 }
 
 pub fn ok(out: &Output, ctd: &Containerd) -> String {
-    assert!(
-        out.status.success(),
-        "failed ({:?}): {}\n--- containerd log ---\n{}",
-        out.status,
-        text(&out.stderr),
-        ctd.log_tail()
-    );
-    text(&out.stdout)
+    crate::succeeded(out, || format!("--- containerd log ---\n{}", ctd.log_tail()))
 }
 
 /// Runs `ctr run -d` (detached, no stdio) and waits until the task runs.

@@ -77,6 +77,19 @@ pub fn unmount_all_under(dir: &Path) {
     }
 }
 
+/// A client command's stdout, once it succeeded; else a failure that
+/// shows its stderr and `context` (the daemon's log).
+pub fn succeeded(out: &std::process::Output, context: impl FnOnce() -> String) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        context()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Where test VMs keep their state.
 pub fn state_root() -> PathBuf {
     assets::state_root().join("test")

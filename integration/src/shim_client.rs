@@ -68,6 +68,22 @@ pub fn spec(args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// A pod sandbox's spec as CRI writes it: `spec(args)` with CRI's sandbox
+/// annotations and CNI's network namespace at `netns`.
+pub fn pod_sandbox_spec(args: &[&str], sandbox_id: &str, pod_name: &str, netns: &str) -> serde_json::Value {
+    let mut sandbox = spec(args);
+    sandbox["annotations"] = serde_json::json!({
+        "io.kubernetes.cri.container-type": "sandbox",
+        "io.kubernetes.cri.sandbox-id": sandbox_id,
+        "io.kubernetes.cri.sandbox-name": pod_name,
+    });
+    sandbox["linux"]["namespaces"] = serde_json::json!([
+        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+        {"type": "network", "path": netns},
+    ]);
+    sandbox
+}
+
 impl ShimUnderTest {
     /// Prepares a bundle (busybox rootfs, `config`), serves the events API,
     /// and starts the shim with the bootstrap protocol.

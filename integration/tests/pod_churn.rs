@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use containerd_shim_protos::api::*;
 use voidbox_integration::otlp::{Receiver, Span};
-use voidbox_integration::shim_client::{spec, ShimUnderTest};
+use voidbox_integration::shim_client::{pod_sandbox_spec, spec, ShimUnderTest};
 
 const CONTAINERS: usize = 50;
 /// RSS growth allowed between the 10th and the 50th container: allocator
@@ -44,16 +44,12 @@ async fn fifty_containers_in_one_pod_shim_leave_no_open_span_and_no_memory_behin
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
     let endpoint = otlp.endpoint();
     let sandbox_id = format!("churn-{}", std::process::id());
-    let mut sandbox = spec(&["sleep", "600"]);
-    sandbox["annotations"] = serde_json::json!({
-        "io.kubernetes.cri.container-type": "sandbox",
-        "io.kubernetes.cri.sandbox-id": sandbox_id,
-        "io.kubernetes.cri.sandbox-name": "churn",
-    });
-    sandbox["linux"]["namespaces"] = serde_json::json!([
-        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-        {"type": "network", "path": netns.path()},
-    ]);
+    let sandbox = pod_sandbox_spec(
+        &["sleep", "600"],
+        &sandbox_id,
+        "churn",
+        &netns.path().display().to_string(),
+    );
     let shim = ShimUnderTest::start_with_env("churn", &sandbox, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
     shim.create_and_start(&[]).await;
     let shim_pid = voidbox_integration::pids_mentioning(std::path::Path::new(&shim.id))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use containerd_shim_protos::api::*;
 use voidbox_integration::otlp::Receiver;
-use voidbox_integration::shim_client::{spec, ShimUnderTest};
+use voidbox_integration::shim_client::{pod_sandbox_spec, spec, ShimUnderTest};
 use voidbox_integration::trace_check::*;
 use voidbox_integration::trace_tree::Tree;
 
@@ -133,16 +133,12 @@ async fn a_pods_containers_share_the_client_trace_and_the_vm_boot_is_the_sandbox
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
     let endpoint = otlp.endpoint();
     let sandbox_id = format!("podtrace-{}", std::process::id());
-    let mut sandbox = spec(&["sleep", "300"]);
-    sandbox["annotations"] = serde_json::json!({
-        "io.kubernetes.cri.container-type": "sandbox",
-        "io.kubernetes.cri.sandbox-id": sandbox_id,
-        "io.kubernetes.cri.sandbox-name": "traced-pod",
-    });
-    sandbox["linux"]["namespaces"] = serde_json::json!([
-        {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
-        {"type": "network", "path": netns.path()},
-    ]);
+    let sandbox = pod_sandbox_spec(
+        &["sleep", "300"],
+        &sandbox_id,
+        "traced-pod",
+        &netns.path().display().to_string(),
+    );
     let shim = ShimUnderTest::start_with_env("podtrace", &sandbox, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
     assert_eq!(shim.id, sandbox_id);
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
