@@ -17,7 +17,7 @@ pub mod trace_tree;
 
 use std::path::{Path, PathBuf};
 
-use voidbox_shim::assets;
+use voidbox_shim::config::HostConfig;
 use voidbox_shim::vm::VmConfig;
 
 /// A VM config for test `name`, with the kernel and image `make test` built.
@@ -25,14 +25,15 @@ use voidbox_shim::vm::VmConfig;
 /// The assets come from VOIDBOX_KERNEL and VOIDBOX_IMAGE, which the Makefile
 /// sets; without them the installed assets are used.
 pub fn vm_config(name: &str) -> VmConfig {
-    let kernel = assets::kernel();
+    let host = host_config();
+    let kernel = host.kernel.clone();
     assert!(
         kernel.exists(),
         "no guest kernel at {}: run the tests through `make test`, which builds it",
         kernel.display()
     );
     let state = state_root().join(format!("{name}-{}", std::process::id()));
-    VmConfig::new(name, kernel, voidbox_shim::vm::GuestRoot::configured(), state)
+    VmConfig::new(name, kernel, voidbox_shim::vm::GuestRoot::from_image(host.image), state)
 }
 
 /// The backend the suite runs on: `VOIDBOX_TEST_BACKEND` (qemu by default;
@@ -92,7 +93,12 @@ pub fn succeeded(out: &std::process::Output, context: impl FnOnce() -> String) -
 
 /// Where test VMs keep their state.
 pub fn state_root() -> PathBuf {
-    assets::state_root().join("test")
+    host_config().state_root.join("test")
+}
+
+/// The shim's configuration, from this process's environment.
+pub fn host_config() -> HostConfig {
+    HostConfig::from_env().expect("the environment's voidbox settings")
 }
 
 /// Processes whose command line mentions `needle` (a VM's state directory).

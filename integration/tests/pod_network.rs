@@ -10,7 +10,7 @@ use std::time::Duration;
 use voidbox_integration::fake_cni::FakeCni;
 use voidbox_integration::{leftovers, test_backend, vm_config};
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::task::podnet::{PodNet, PodNetSpec};
+use voidbox_shim::sandbox::podnet::{PodNet, PodNetSpec};
 use voidbox_shim::vm::MicroVm;
 
 /// A TCP connect to a closed port: refused means the guest's kernel
@@ -40,13 +40,14 @@ async fn the_guest_takes_the_pods_address_and_answers_at_it() {
     net.configure_guest(&guest).await.expect("configure the guest network");
     // The guest's NIC has the veth's MAC and name.
     let (mac, _) = guest
+        .debug()
         .read_file("/sys/class/net/eth0/address", 0)
         .await
         .expect("guest eth0");
     assert_eq!(String::from_utf8_lossy(&mac).trim(), "02:42:0a:d5:00:02");
-    let (mtu, _) = guest.read_file("/sys/class/net/eth0/mtu", 0).await.unwrap();
+    let (mtu, _) = guest.debug().read_file("/sys/class/net/eth0/mtu", 0).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&mtu).trim(), "1400");
-    let (routes, _) = guest.read_file("/proc/net/route", 0).await.unwrap();
+    let (routes, _) = guest.debug().read_file("/proc/net/route", 0).await.unwrap();
     let routes = String::from_utf8_lossy(&routes).into_owned();
     // The default route (destination 0) through the gateway 10.213.N.1.
     let gw = format!("{:08X}", u32::from(Ipv4Addr::new(10, 213, cni.subnet, 1)).swap_bytes());
@@ -58,6 +59,7 @@ async fn the_guest_takes_the_pods_address_and_answers_at_it() {
     );
     // The pod's network sysctls are the guest's: its namespace is the pod's.
     let (port, _) = guest
+        .debug()
         .read_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", 0)
         .await
         .unwrap();

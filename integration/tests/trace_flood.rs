@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
-use voidbox_api::traces::FloodRequest;
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::{leftovers, vm_config};
-use voidbox_shim::guest::{rpc_context, GuestClient};
-use voidbox_shim::otel::clock::Clock;
-use voidbox_shim::otel::relay::{self, RelayStats};
+use voidbox_shim::guest::GuestClient;
 use voidbox_shim::otel::{Identity, Telemetry};
+use voidbox_shim::sandbox::clock::Clock;
+use voidbox_shim::sandbox::relay::{self, RelayStats};
 use voidbox_shim::vm::{qemu::Qemu, MicroVm};
 
 const CAPACITY: usize = 256;
@@ -34,7 +33,7 @@ impl SpanProcessor for Collect {
 }
 
 async fn vminitd_rss_kib(guest: &GuestClient) -> u64 {
-    let (status, _) = guest.read_file("/proc/1/status", 0).await.unwrap();
+    let (status, _) = guest.debug().read_file("/proc/1/status", 0).await.unwrap();
     String::from_utf8_lossy(&status)
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -43,11 +42,7 @@ async fn vminitd_rss_kib(guest: &GuestClient) -> u64 {
 }
 
 async fn flood(guest: &GuestClient, count: u64) -> Duration {
-    let req = FloodRequest {
-        count,
-        ..Default::default()
-    };
-    let resp = guest.traces().flood(rpc_context(false), &req).await.expect("Flood");
+    let resp = guest.debug().flood(count).await.expect("Flood");
     Duration::from_nanos(resp.elapsed_ns)
 }
 
@@ -107,7 +102,10 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
         namespace: "test".into(),
         vm_id: "f100d".into(),
     };
-    let telemetry = Arc::new(Telemetry::install(std::io::sink, false, &identity).expect("telemetry"));
+    let telemetry = Arc::new(
+        Telemetry::install(std::io::sink, false, &identity, voidbox_integration::host_config().otel)
+            .expect("telemetry"),
+    );
     let sink = Arc::new(Collect::default());
     let stats = Arc::new(RelayStats::default());
     let relay = relay::start(

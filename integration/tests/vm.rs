@@ -61,15 +61,21 @@ async fn reads_a_host_file_shared_over_virtio_fs() {
     let guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
 
     guest
+        .debug()
         .mount("virtiofs", "hostshare", "/mnt/host", &[])
         .await
         .expect("mount virtio-fs");
-    let (data, truncated) = guest.read_file("/mnt/host/greeting.txt", 0).await.expect("read");
+    let (data, truncated) = guest
+        .debug()
+        .read_file("/mnt/host/greeting.txt", 0)
+        .await
+        .expect("read");
     assert_eq!(String::from_utf8_lossy(&data), payload);
     assert!(!truncated);
 
     // A missing file is a NOT_FOUND naming the path, not a hang or a crash.
     let err = guest
+        .debug()
         .read_file("/mnt/host/missing.txt", 0)
         .await
         .unwrap_err()
@@ -93,7 +99,11 @@ async fn killing_the_vmm_leaves_nothing_behind() {
     let expected = config.clone();
     let vm = MicroVm::start(test_backend().as_ref(), config).await.expect("start VM");
     let guest = GuestClient::connect(&vm).await.expect("vminitd dials in");
-    guest.mount("virtiofs", "s", "/mnt/s", &[]).await.expect("mount");
+    guest
+        .debug()
+        .mount("virtiofs", "s", "/mnt/s", &[])
+        .await
+        .expect("mount");
     // Every process of the backend runs and mentions the state directory.
     let running = voidbox_integration::processes_mentioning(&state);
     voidbox_integration::runs_all_of(&expected, &running).unwrap();

@@ -1,7 +1,8 @@
 //! Where voidbox finds the guest kernel, the guest image and helper binaries.
 //!
-//! Each is taken from an environment variable when set, else from the fixed
-//! install locations `make install` uses, else (for binaries) from PATH.
+//! The kernel and image come from the configuration (`config`), else from
+//! the fixed install locations `make install` uses; helper binaries from
+//! their own override variable, else those locations, else PATH.
 
 use std::path::{Path, PathBuf};
 
@@ -9,27 +10,6 @@ use std::path::{Path, PathBuf};
 pub const DATA_DIR: &str = "/usr/local/share/voidbox";
 /// `make install` puts helper binaries (vhost-device-vsock) here.
 pub const LIBEXEC_DIR: &str = "/usr/local/libexec/voidbox";
-
-/// The guest kernel: `$VOIDBOX_KERNEL`, else the installed one.
-pub fn kernel() -> PathBuf {
-    std::env::var_os("VOIDBOX_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(DATA_DIR).join("vmlinux"))
-}
-
-/// The guest root image: `$VOIDBOX_IMAGE`, else the installed erofs image.
-pub fn guest_image() -> PathBuf {
-    std::env::var_os("VOIDBOX_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(DATA_DIR).join("guest.erofs"))
-}
-
-/// Where per-VM state directories go: `$VOIDBOX_STATE_DIR`, else /run/voidbox.
-pub fn state_root() -> PathBuf {
-    std::env::var_os("VOIDBOX_STATE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/voidbox"))
-}
 
 /// A helper binary that is nowhere to be found, and what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]

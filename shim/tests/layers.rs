@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 
 /// Floors, bottom first.
 const FLOORS: &[&[&str]] = &[
-    &["assets"],
+    &["assets", "mounts"],
     &["net"],
     &["vm"],
     &["guest", "io"],
     &["otel"],
+    &["config", "error"],
+    &["spec"],
+    &["sandbox"],
+    &["container"],
     &["task"],
     &["shim"],
 ];

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
-use voidbox_shim::assets;
+
 use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::{MicroVm, Share, VmConfig};
 
@@ -37,11 +37,12 @@ fn check_kvm() -> ! {
 
 fn parse() -> VmConfig {
     let id = format!("vm-{}", std::process::id());
+    let host = voidbox_integration::host_config();
     let mut config = VmConfig::new(
         &id,
-        assets::kernel(),
-        voidbox_shim::vm::GuestRoot::configured(),
-        assets::state_root().join(&id),
+        host.kernel.clone(),
+        voidbox_shim::vm::GuestRoot::from_image(host.image),
+        host.state_root.join(&id),
     );
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -91,7 +92,7 @@ async fn main() {
     });
     for share in &shares {
         let target = format!("/mnt/{}", share.tag);
-        if let Err(e) = guest.mount("virtiofs", &share.tag, &target, &[]).await {
+        if let Err(e) = guest.debug().mount("virtiofs", &share.tag, &target, &[]).await {
             eprintln!("voidbox-vm: {e}");
         }
     }

@@ -1,43 +1,65 @@
 //! A TTRPC client of vminitd over a connection the guest dialed.
+//!
+//! Every RPC the shim makes goes through one method here. Each is bounded
+//! by its own timeout, except those that wait on the guest by design (a
+//! process's exit, and the event, span and telemetry streams).
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::UnixStream;
 use ttrpc::context;
 use ttrpc::r#async::transport::Socket;
+use ttrpc::r#async::ClientStreamReceiver;
 use voidbox_api::system::*;
 use voidbox_api::system_ttrpc::SystemClient;
+use voidbox_api::task::{self, *};
 use voidbox_api::task_ttrpc::TasksClient;
+use voidbox_api::telemetry::{self, Sample};
 use voidbox_api::telemetry_ttrpc::TelemetryClient;
+use voidbox_api::traces::{self, SpanBatch};
 use voidbox_api::traces_ttrpc::TracesClient;
 
+use super::error::GuestError;
 use crate::vm::{MicroVm, VmError, VmExit};
 
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Quick questions and small state changes.
+const SHORT: Duration = Duration::from_secs(10);
+/// What runs crun in the guest, or configures its network.
+const LONG: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct GuestClient {
+    #[cfg_attr(not(feature = "debug-rpcs"), allow(dead_code))]
+    pub(super) client: ttrpc::r#async::Client,
     system: SystemClient,
     tasks: TasksClient,
     traces: TracesClient,
     telemetry: TelemetryClient,
 }
 
-/// A context carrying the current span, so the guest's spans are its children.
-fn ctx(timeout: Duration) -> context::Context {
-    let mut ctx = context::with_duration(timeout);
+/// A context carrying the current span, so the guest's spans are its
+/// children. The bound is the host's (`call`), so the guest gets none.
+pub(super) fn ctx() -> context::Context {
+    let mut ctx = context::with_duration(Duration::ZERO);
     let current = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
     voidbox_api::otel::propagation::inject(&current, &mut ctx.metadata);
     ctx
 }
 
-/// A context for guest RPCs: bounded, except for those that wait on a process.
-pub fn rpc_context(wait: bool) -> context::Context {
-    let mut ctx = ctx(RPC_TIMEOUT);
-    if wait {
-        ctx.timeout_nano = 0;
-    }
-    ctx
+/// Runs one RPC within `bound` (none for `None`), naming it in any error.
+pub(super) async fn call<T>(
+    method: &'static str,
+    bound: Option<Duration>,
+    rpc: impl Future<Output = ttrpc::Result<T>>,
+) -> Result<T, GuestError> {
+    let answered = match bound {
+        Some(after) => tokio::time::timeout(after, rpc)
+            .await
+            .map_err(|_| GuestError::Timeout { method, after })?,
+        None => rpc.await,
+    };
+    answered.map_err(|source| GuestError::Rpc { method, source })
 }
 
 impl GuestClient {
@@ -46,98 +68,150 @@ impl GuestClient {
         Ok(GuestClient::new(vm.accept_ready(voidbox_api::TTRPC_PORT).await?))
     }
 
-    /// Asks the guest to power off and waits up to `grace` for the VM to
-    /// end; kills it after that.
-    pub async fn power_off(&self, vm: &MicroVm, grace: Duration) -> VmExit {
-        vm.expect_shutdown();
-        if let Err(e) = self.shutdown(grace).await {
-            tracing::debug!("shutdown RPC: {e}");
-        }
-        vm.wait_or_kill(grace).await
-    }
-
     pub fn new(stream: UnixStream) -> Self {
         let client = ttrpc::r#async::Client::new(Socket::new(stream));
         GuestClient {
             system: SystemClient::new(client.clone()),
             tasks: TasksClient::new(client.clone()),
             traces: TracesClient::new(client.clone()),
-            telemetry: TelemetryClient::new(client),
+            telemetry: TelemetryClient::new(client.clone()),
+            client,
         }
     }
 
-    pub fn system(&self) -> &SystemClient {
-        &self.system
+    /// Asks the guest to power off and waits up to `grace` for the VM to
+    /// end; kills it after that.
+    pub async fn power_off(&self, vm: &MicroVm, grace: Duration) -> VmExit {
+        vm.expect_shutdown();
+        if let Err(e) = self.shutdown(grace).await {
+            tracing::debug!("{e}");
+        }
+        vm.wait_or_kill(grace).await
     }
 
-    /// The guest's container service.
-    pub fn tasks(&self) -> &TasksClient {
-        &self.tasks
+    // System.
+
+    pub async fn info(&self) -> Result<InfoResponse, GuestError> {
+        call("System.Info", Some(SHORT), self.system.info(ctx(), &InfoRequest::new())).await
     }
 
-    /// The guest's span stream.
-    pub fn traces(&self) -> &TracesClient {
-        &self.traces
-    }
-
-    /// The guest's telemetry stream.
-    pub fn telemetry(&self) -> &TelemetryClient {
-        &self.telemetry
-    }
-
-    pub async fn info(&self) -> Result<InfoResponse, VmError> {
-        self.system
-            .info(ctx(RPC_TIMEOUT), &InfoRequest::new())
-            .await
-            .map_err(|source| VmError::Rpc {
-                method: "System.Info",
-                source,
-            })
-    }
-
-    pub async fn shutdown(&self, timeout: Duration) -> Result<(), VmError> {
-        self.system
-            .shutdown(ctx(timeout), &ShutdownRequest::new())
+    pub async fn shutdown(&self, grace: Duration) -> Result<(), GuestError> {
+        let req = ShutdownRequest::new();
+        call("System.Shutdown", Some(grace), self.system.shutdown(ctx(), &req))
             .await
             .map(drop)
-            .map_err(|source| VmError::Rpc {
-                method: "System.Shutdown",
-                source,
-            })
     }
 
-    pub async fn mount(&self, fstype: &str, source: &str, target: &str, options: &[&str]) -> Result<(), VmError> {
-        let req = MountRequest {
-            fstype: fstype.into(),
-            source: source.into(),
-            target: target.into(),
-            options: options.iter().map(|o| o.to_string()).collect(),
-            ..Default::default()
-        };
-        self.system
-            .mount(ctx(RPC_TIMEOUT), &req)
+    pub async fn clock(&self) -> Result<ClockResponse, GuestError> {
+        call(
+            "System.Clock",
+            Some(SHORT),
+            self.system.clock(ctx(), &ClockRequest::new()),
+        )
+        .await
+    }
+
+    pub async fn set_time(&self, req: &SetTimeRequest) -> Result<(), GuestError> {
+        call("System.SetTime", Some(SHORT), self.system.set_time(ctx(), req))
             .await
             .map(drop)
-            .map_err(|source| VmError::Rpc {
-                method: "System.Mount",
-                source,
-            })
     }
 
-    /// Reads up to `max_bytes` of a guest file; the flag says whether it was longer.
-    pub async fn read_file(&self, path: &str, max_bytes: u64) -> Result<(Vec<u8>, bool), VmError> {
-        let req = ReadFileRequest {
-            path: path.into(),
-            max_bytes,
-            ..Default::default()
-        };
-        self.system
-            .read_file(ctx(RPC_TIMEOUT), &req)
+    pub async fn configure_network(&self, req: &ConfigureNetworkRequest) -> Result<(), GuestError> {
+        let rpc = self.system.configure_network(ctx(), req);
+        call("System.ConfigureNetwork", Some(LONG), rpc).await.map(drop)
+    }
+
+    // Tasks.
+
+    pub async fn put_bundle(&self, req: &PutBundleRequest) -> Result<(), GuestError> {
+        call("Tasks.PutBundle", Some(SHORT), self.tasks.put_bundle(ctx(), req))
             .await
-            .map(|r| (r.data, r.truncated))
-            .map_err(|source| VmError::Rpc {
-                method: "System.ReadFile",
-                source,
-            })
+            .map(drop)
+    }
+
+    pub async fn create(&self, req: &CreateRequest) -> Result<CreateResponse, GuestError> {
+        call("Tasks.Create", Some(LONG), self.tasks.create(ctx(), req)).await
+    }
+
+    pub async fn start(&self, req: &task::StartRequest) -> Result<StartResponse, GuestError> {
+        call("Tasks.Start", Some(LONG), self.tasks.start(ctx(), req)).await
+    }
+
+    pub async fn exec(&self, req: &ExecRequest) -> Result<(), GuestError> {
+        call("Tasks.Exec", Some(LONG), self.tasks.exec(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn kill(&self, req: &KillRequest) -> Result<(), GuestError> {
+        call("Tasks.Kill", Some(SHORT), self.tasks.kill(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    /// Waits, unbounded, for a process to exit.
+    pub async fn wait(&self, req: &WaitRequest) -> Result<WaitResponse, GuestError> {
+        call("Tasks.Wait", None, self.tasks.wait(ctx(), req)).await
+    }
+
+    pub async fn delete(&self, req: &task::DeleteRequest) -> Result<(), GuestError> {
+        call("Tasks.Delete", Some(LONG), self.tasks.delete(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn pids(&self, req: &PidsRequest) -> Result<PidsResponse, GuestError> {
+        call("Tasks.Pids", Some(SHORT), self.tasks.pids(ctx(), req)).await
+    }
+
+    pub async fn pause(&self, req: &PauseRequest) -> Result<(), GuestError> {
+        call("Tasks.Pause", Some(SHORT), self.tasks.pause(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn resume(&self, req: &ResumeRequest) -> Result<(), GuestError> {
+        call("Tasks.Resume", Some(SHORT), self.tasks.resume(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn stats(&self, req: &task::StatsRequest) -> Result<task::StatsResponse, GuestError> {
+        call("Tasks.Stats", Some(SHORT), self.tasks.stats(ctx(), req)).await
+    }
+
+    pub async fn update(&self, req: &UpdateRequest) -> Result<(), GuestError> {
+        call("Tasks.Update", Some(SHORT), self.tasks.update(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    pub async fn resize_pty(&self, req: &ResizePtyRequest) -> Result<(), GuestError> {
+        call("Tasks.ResizePty", Some(SHORT), self.tasks.resize_pty(ctx(), req))
+            .await
+            .map(drop)
+    }
+
+    /// The guest's container events (OOM kills), for as long as it runs.
+    pub async fn events(&self) -> Result<ClientStreamReceiver<Event>, GuestError> {
+        let req = EventsRequest::new();
+        call("Tasks.Events", Some(SHORT), self.tasks.events(ctx(), &req)).await
+    }
+
+    // Traces and Telemetry: streams that last as long as the VM.
+
+    /// The guest's spans, batch by batch.
+    pub async fn span_stream(&self) -> Result<ClientStreamReceiver<SpanBatch>, GuestError> {
+        let req = traces::StreamRequest::new();
+        call("Traces.Stream", Some(SHORT), self.traces.stream(ctx(), &req)).await
+    }
+
+    /// The guest's telemetry samples, one per `req.interval_ms`.
+    pub async fn telemetry_stream(
+        &self,
+        req: &telemetry::StreamRequest,
+    ) -> Result<ClientStreamReceiver<Sample>, GuestError> {
+        call("Telemetry.Stream", Some(SHORT), self.telemetry.stream(ctx(), req)).await
     }
 }

@@ -21,6 +21,8 @@ pub struct OtelConfig {
     pub metric_interval: Duration,
     /// How often the guest is sampled (`VOIDBOX_TELEMETRY_INTERVAL`, ms).
     pub sample_interval: Duration,
+    /// The log filter (`VOIDBOX_LOG`, tracing's directive syntax), if set.
+    pub log_filter: Option<String>,
 }
 
 pub const DEFAULT_SERVICE: &str = "voidbox";
@@ -41,10 +43,6 @@ fn millis(name: &str, value: Option<String>, default: Duration) -> Result<Durati
 }
 
 impl OtelConfig {
-    pub fn from_env() -> Result<OtelConfig, String> {
-        Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-    }
-
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<OtelConfig, String> {
         let disabled = var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let signal = |s: &super::endpoint::Signal| if disabled { Ok(None) } else { s.endpoint(&var) };
@@ -73,6 +71,7 @@ impl OtelConfig {
                 var("VOIDBOX_TELEMETRY_INTERVAL"),
                 DEFAULT_SAMPLE_INTERVAL,
             )?,
+            log_filter: var("VOIDBOX_LOG"),
         })
     }
 }

@@ -2,17 +2,14 @@
 //! VM boundary and the propagation that makes them one trace; metrics of the
 //! shim and of the guest; logs that carry the trace.
 
-pub mod clock;
 pub mod config;
 pub mod endpoint;
 mod export;
-pub mod guest_metrics;
 mod logfmt;
 pub mod metrics;
-pub mod relay;
 mod setup;
 pub mod spans;
 
 pub use config::OtelConfig;
 pub use export::ExportStats;
-pub use setup::{Identity, Telemetry};
+pub use setup::{GuestSink, Identity, Telemetry};

@@ -27,7 +27,9 @@ use tracing_subscriber::{EnvFilter, Layer};
 use super::config::{OtelConfig, GUEST_SERVICE};
 use super::export::{CountingExporter, CountingLogExporter, CountingMetricExporter, ExportStats};
 use super::logfmt::LogFormat;
-use super::relay::GuestSink;
+
+/// Where the guest's relayed spans go: the shim's batch processor.
+pub type GuestSink = std::sync::Arc<dyn SpanProcessor>;
 
 /// How long shutdown waits for what is still queued, per pipeline.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -84,13 +86,16 @@ fn bridge_filter() -> EnvFilter {
 impl Telemetry {
     /// Installs the global subscriber (and meter provider). `logs` is where
     /// log lines go. Must be called inside the tokio runtime.
-    pub fn install<W>(logs: W, debug: bool, id: &Identity) -> Result<Telemetry, String>
+    pub fn install<W>(logs: W, debug: bool, id: &Identity, config: OtelConfig) -> Result<Telemetry, String>
     where
         W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
     {
-        let config = OtelConfig::from_env()?;
         let level = if debug { "debug" } else { "info" };
-        let filter = EnvFilter::try_from_env("VOIDBOX_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+        let filter = config
+            .log_filter
+            .as_deref()
+            .and_then(|f| EnvFilter::try_new(f).ok())
+            .unwrap_or_else(|| EnvFilter::new(level));
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(logs)
             .with_ansi(false)

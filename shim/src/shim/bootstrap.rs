@@ -20,19 +20,11 @@ use containerd_shim_protos::protobuf::Message;
 use sha2::{Digest, Sha256};
 
 use super::legacy_reply;
-use crate::task::pod;
+use crate::config::HostConfig;
+use crate::spec::pod;
 
 /// The descriptor the server finds its listening socket on.
 pub const LISTENER_FD: i32 = 3;
-/// Where shim sockets go unless containerd names a directory (≥ 2.3) or
-/// `VOIDBOX_SOCKET_DIR` does.
-const DEFAULT_SOCKET_DIR: &str = "/run/voidbox/s";
-
-fn default_socket_dir() -> PathBuf {
-    std::env::var_os("VOIDBOX_SOCKET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET_DIR))
-}
 const MAX_INPUT: u64 = 10 << 20;
 
 /// What containerd said, whichever protocol it used.
@@ -57,7 +49,7 @@ fn read_stdin() -> Result<Vec<u8>, String> {
     Ok(input)
 }
 
-fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
+fn parse(input: &[u8], flags: &Flags, host: &HostConfig) -> Result<Start, String> {
     if !input.is_empty() {
         if let Ok(params) = BootstrapParams::parse_from_bytes(input) {
             if params.instance_id == flags.id && params.namespace == flags.namespace {
@@ -74,7 +66,7 @@ fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
     let params = BootstrapParams {
         instance_id: flags.id.clone(),
         namespace: flags.namespace.clone(),
-        containerd_ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        containerd_ttrpc_address: host.ttrpc_address.clone().unwrap_or_default(),
         containerd_grpc_address: flags.address.clone(),
         containerd_binary: flags.publish_binary.clone(),
         ..Default::default()
@@ -82,20 +74,20 @@ fn parse(input: &[u8], flags: &Flags) -> Result<Start, String> {
     Ok(Start {
         params,
         bootstrap: false,
-        grpc_address_env: std::env::var_os("GRPC_ADDRESS").is_some(),
+        grpc_address_env: host.grpc_address_set,
     })
 }
 
 /// The socket of a legacy-protocol shim (which gets no socket_dir) serving
 /// `group`.
-pub fn default_socket(flags: &Flags, group: &str) -> PathBuf {
+pub fn default_socket(flags: &Flags, host: &HostConfig, group: &str) -> PathBuf {
     let params = BootstrapParams {
         instance_id: flags.id.clone(),
         namespace: flags.namespace.clone(),
         containerd_grpc_address: flags.address.clone(),
         ..Default::default()
     };
-    socket_path(&default_socket_dir(), &params, group)
+    socket_path(&host.socket_dir, &params, group)
 }
 
 /// One socket per (containerd, namespace, group), short enough for
@@ -107,14 +99,15 @@ fn socket_path(dir: &Path, params: &BootstrapParams, group: &str) -> PathBuf {
     dir.join(digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-pub fn start(flags: &Flags) -> Result<(), String> {
+pub fn start(flags: &Flags, host: Result<HostConfig, String>) -> Result<(), String> {
     // Read first: a writer of the start parameters must not meet a closed pipe.
-    let start = parse(&read_stdin()?, flags)?;
-    // The server inherits this environment and would refuse a bad OTEL_*
-    // setting too, but only into containerd's log, leaving the client a dead
-    // socket. Refused here, the message reaches the client: containerd puts
-    // start's stderr in its error.
-    crate::otel::OtelConfig::from_env()?;
+    let input = read_stdin()?;
+    // The server inherits this environment and would refuse a bad setting
+    // (OTEL_*, for one) too, but only into containerd's log, leaving the
+    // client a dead socket. Refused here, the message reaches the client:
+    // containerd puts start's stderr in its error.
+    let host = host?;
+    let start = parse(&input, flags, &host)?;
     let p = &start.params;
     if p.containerd_ttrpc_address.is_empty() {
         return Err("containerd's TTRPC address is unknown (TTRPC_ADDRESS unset): cannot publish events".into());
@@ -124,7 +117,7 @@ pub fn start(flags: &Flags) -> Result<(), String> {
         .clone()
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(default_socket_dir);
+        .unwrap_or_else(|| host.socket_dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     // containerd runs `start` in the bundle.
     let group = pod::group(&p.instance_id, &pod::annotations(Path::new(".")));
@@ -217,6 +210,10 @@ fn reply(start: &Start, address: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn host() -> HostConfig {
+        HostConfig::from_vars(|_| None).unwrap()
+    }
+
     fn flags() -> Flags {
         Flags {
             id: "c1".into(),
@@ -234,7 +231,7 @@ mod tests {
             containerd_ttrpc_address: "/run/c.sock.ttrpc".into(),
             ..Default::default()
         };
-        let s = parse(&params.write_to_bytes().unwrap(), &flags()).unwrap();
+        let s = parse(&params.write_to_bytes().unwrap(), &flags(), &host()).unwrap();
         assert!(s.bootstrap);
         assert_eq!(s.params.containerd_ttrpc_address, "/run/c.sock.ttrpc");
         // Runtime options (an Any) are not bootstrap params.
@@ -242,8 +239,12 @@ mod tests {
             type_url: "runtimeoptions.v1.Options".into(),
             ..Default::default()
         };
-        assert!(!parse(&any.write_to_bytes().unwrap(), &flags()).unwrap().bootstrap);
-        assert!(!parse(b"", &flags()).unwrap().bootstrap);
+        assert!(
+            !parse(&any.write_to_bytes().unwrap(), &flags(), &host())
+                .unwrap()
+                .bootstrap
+        );
+        assert!(!parse(b"", &flags(), &host()).unwrap().bootstrap);
     }
 
     #[test]
@@ -252,7 +253,7 @@ mod tests {
             instance_id: "x".repeat(76),
             ..Default::default()
         };
-        let path = socket_path(Path::new(DEFAULT_SOCKET_DIR), &p, &p.instance_id);
+        let path = socket_path(Path::new("/run/voidbox/s"), &p, &p.instance_id);
         assert!(path.as_os_str().len() < 60, "{}", path.display());
     }
 }

@@ -8,9 +8,12 @@ use containerd_shim::Flags;
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::Message;
 
-use crate::task::{pod, shared_dir, state_dir, unmount_all};
+use crate::config::HostConfig;
+use crate::mounts::unmount_all;
+use crate::sandbox::{shared_dir, state_dir};
+use crate::spec::pod;
 
-pub fn delete(flags: &Flags) -> Result<(), String> {
+pub fn delete(flags: &Flags, host: &HostConfig) -> Result<(), String> {
     let bundle = if flags.bundle.is_empty() {
         std::env::current_dir().map_err(|e| e.to_string())?
     } else {
@@ -21,12 +24,12 @@ pub fn delete(flags: &Flags) -> Result<(), String> {
         unmount_all(&rootfs);
     }
     let group = pod::group(&flags.id, &pod::annotations(&bundle));
-    let shared = shared_dir(&flags.namespace, &group);
+    let shared = shared_dir(&host.state_root, &flags.namespace, &group);
     if group == flags.id {
         // The VM's: its shared directory and state.
         unmount_all(&shared);
         let _ = std::fs::remove_dir_all(&shared);
-        let _ = std::fs::remove_dir_all(state_dir(&flags.namespace, &flags.id));
+        let _ = std::fs::remove_dir_all(state_dir(&host.state_root, &flags.namespace, &flags.id));
     } else {
         // A pod container's corner of the pod's shared directory.
         unmount_all(&shared.join(&flags.id));
@@ -34,7 +37,7 @@ pub fn delete(flags: &Flags) -> Result<(), String> {
     }
     // A server that died (or never served) leaves its socket behind; a
     // pod's shim that still serves keeps it.
-    let socket = super::bootstrap::default_socket(flags, &group);
+    let socket = super::bootstrap::default_socket(flags, host, &group);
     if std::os::unix::net::UnixStream::connect(&socket).is_err() {
         let _ = std::fs::remove_file(socket);
     }

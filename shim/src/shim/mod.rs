@@ -15,6 +15,8 @@ use std::ffi::OsString;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 
+use crate::config::HostConfig;
+
 /// The runtime name containerd uses for this shim.
 pub const RUNTIME: &str = "io.containerd.voidbox.v2";
 
@@ -31,10 +33,13 @@ pub fn main() -> ! {
     let result = if flags.info {
         info()
     } else {
+        // The one read of the environment. A bad setting is refused by
+        // start, whose stderr containerd puts in its error to the client.
+        let host = HostConfig::from_env();
         match flags.action.as_str() {
-            "start" => bootstrap::start(&flags),
-            "delete" => delete::delete(&flags),
-            "" if !flags.socket.is_empty() => serve::serve(&flags),
+            "start" => bootstrap::start(&flags, host),
+            "delete" => host.and_then(|h| delete::delete(&flags, &h)),
+            "" if !flags.socket.is_empty() => host.and_then(|h| serve::serve(&flags, h)),
             "" => Err("no action and no -socket: containerd runs this binary with start, delete or -socket".into()),
             other => Err(format!("unknown action {other:?}")),
         }

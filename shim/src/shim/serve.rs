@@ -12,10 +12,12 @@ use ttrpc::r#async::{Server, Service};
 
 use super::bootstrap::LISTENER_FD;
 use super::logging;
+use crate::config::HostConfig;
 use crate::otel::Identity;
 use crate::otel::Telemetry;
+use crate::sandbox::{vm_id, Observability};
 use crate::task::events::Containerd;
-use crate::task::{vm_id, Observability, TaskService};
+use crate::task::TaskService;
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
@@ -30,7 +32,7 @@ pub fn task_services(service: Arc<TaskService>) -> HashMap<String, Service> {
     services
 }
 
-pub fn serve(flags: &Flags) -> Result<(), String> {
+pub fn serve(flags: &Flags, host: HostConfig) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,9 +44,10 @@ pub fn serve(flags: &Flags) -> Result<(), String> {
         vm_id: vm_id(&flags.namespace, &flags.id),
     };
     // The batch exporters run on the runtime: install inside it.
-    let telemetry = runtime.block_on(async { Telemetry::install(logging::open(), flags.debug, &identity) })?;
+    let telemetry =
+        runtime.block_on(async { Telemetry::install(logging::open(), flags.debug, &identity, host.otel.clone()) })?;
     let telemetry = Arc::new(telemetry);
-    let result = runtime.block_on(run(flags, telemetry.clone()));
+    let result = runtime.block_on(run(flags, host, telemetry.clone()));
     if let Err(e) = &result {
         error!("shim server: {e}");
     }
@@ -57,8 +60,8 @@ pub fn serve(flags: &Flags) -> Result<(), String> {
     result
 }
 
-async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| "TTRPC_ADDRESS is not set".to_string())?;
+async fn run(flags: &Flags, host: HostConfig, telemetry: Arc<Telemetry>) -> Result<(), String> {
+    let ttrpc_address = host.ttrpc_address.clone().ok_or("TTRPC_ADDRESS is not set")?;
     let events = Containerd::connect(&ttrpc_address, &flags.namespace).await?;
     let cfg = &telemetry.config;
     let obs = Observability {
@@ -74,7 +77,12 @@ async fn run(flags: &Flags, telemetry: Arc<Telemetry>) -> Result<(), String> {
         service = %cfg.service_name,
         "OpenTelemetry export"
     );
-    let service = Arc::new(TaskService::new(&flags.namespace, Arc::new(events), obs));
+    let service = Arc::new(TaskService::new(
+        &flags.namespace,
+        Arc::new(events),
+        obs,
+        Arc::new(host),
+    ));
     let mut exit = service.exit_requested();
 
     // SAFETY: `start` put a listening unix socket on this descriptor for us

@@ -11,13 +11,11 @@ use containerd_shim_protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::topics;
 use tracing::{error, info, info_span, warn, Instrument, Span};
-use voidbox_api::task::{event, EventsRequest, WaitRequest};
+use voidbox_api::task::{event, WaitRequest};
 
-use super::container::Container;
 use super::events::Publisher;
-use super::process::Process;
-use super::sandbox::Sandbox;
-use crate::guest::rpc_context;
+use crate::container::{Container, Process};
+use crate::sandbox::Sandbox;
 
 /// The containers of a shim, by id, shared with the event relays.
 pub type Containers = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Container>>>>;
@@ -49,7 +47,7 @@ pub fn watch(container: &Arc<Container>, process: &Arc<Process>, events: Arc<dyn
                 ..Default::default()
             };
             let (status, oom) = tokio::select! {
-                r = c.guest().tasks().wait(rpc_context(true), &req) => match r {
+                r = c.guest().wait(&req) => match r {
                     Ok(r) => (r.exit_status, r.oom_killed),
                     Err(e) => {
                         warn!(id = %c.id, exec = %p.exec_id, "waiting for the process: {e}");
@@ -109,7 +107,7 @@ pub fn relay_guest_events(sandbox: &Arc<Sandbox>, containers: Containers, events
     let guest = sandbox.guest.clone();
     let id = sandbox.id.clone();
     let task = tokio::spawn(async move {
-        let mut stream = match guest.tasks().events(rpc_context(true), &EventsRequest::default()).await {
+        let mut stream = match guest.events().await {
             Ok(s) => s,
             Err(e) => return warn!(sandbox = %id, "guest events stream: {e}"),
         };

@@ -1,30 +1,15 @@
-//! The task service: containerd's task API mapped onto a VM per container.
+//! containerd's task API, adapted onto containers in sandboxes: each
+//! handler decodes a request, calls the container or sandbox, publishes the
+//! event, and encodes the reply.
 
-mod bundle;
-mod container;
-mod create;
-mod error;
+mod control;
 pub mod events;
 mod exits;
+mod lifecycle;
 mod metrics;
-mod naming;
-pub mod options;
-pub mod pod;
-pub mod podnet;
-mod process;
 mod registry;
-mod rootfs;
-mod sandbox;
+mod roots;
 mod service;
-mod shared;
-mod spec_fields;
 
-pub use container::Container;
-pub use create::create;
-pub use error::ShimError;
 pub use exits::VM_GONE_STATUS;
-pub use naming::{shared_dir, state_dir, vm_id};
-pub use registry::Sandboxes;
-pub use rootfs::unmount_all;
-pub use sandbox::{Observability, Sandbox};
 pub use service::TaskService;

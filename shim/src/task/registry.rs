@@ -12,13 +12,10 @@ use opentelemetry::Context;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::container::Container;
-use super::error::{Result, ShimError};
 use super::exits::Containers;
-use super::sandbox::Sandbox;
-
-/// The sandboxes of this shim, by sandbox id.
-pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;
+use crate::container::Container;
+use crate::error::{Result, ShimError};
+use crate::sandbox::Sandboxes;
 
 #[derive(Default)]
 struct Roots {
@@ -110,6 +107,11 @@ impl Registry {
 
     pub fn sandboxes(&self) -> &Sandboxes {
         &self.sandboxes
+    }
+
+    /// Sandbox `id`'s VM is ending: no container can join it any more.
+    pub fn remove_sandbox(&self, id: &str) {
+        self.sandboxes.lock().expect("sandboxes lock").remove(id);
     }
 
     /// The context container `id`'s RPC spans join: its root span, open or

@@ -33,11 +33,6 @@ impl GuestRoot {
         }
     }
 
-    /// The configured or installed guest root (`assets::guest_image`).
-    pub fn configured() -> GuestRoot {
-        GuestRoot::from_image(crate::assets::guest_image())
-    }
-
     pub fn path(&self) -> &Path {
         match self {
             GuestRoot::Erofs(p) | GuestRoot::Initramfs(p) => p,

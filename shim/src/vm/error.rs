@@ -65,17 +65,6 @@ pub enum VmError {
 
     #[error("hardware virtualization unavailable: {0}")]
     NoKvm(String),
-
-    #[error("guest RPC {method}: {}", rpc_message(source))]
-    Rpc { method: &'static str, source: ttrpc::Error },
-}
-
-/// A guest error status as "CODE: message"; other errors as they display.
-fn rpc_message(e: &ttrpc::Error) -> String {
-    match e {
-        ttrpc::Error::RpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
-        other => other.to_string(),
-    }
 }
 
 impl VmError {
@@ -95,19 +84,7 @@ impl VmError {
             VmError::ReadyTimeout { .. } => "ready_timeout",
             VmError::EndedBeforeReady { .. } => "vm_ended",
             VmError::NoKvm(_) => "no_kvm",
-            VmError::Rpc { .. } => "guest_rpc",
             VmError::Network(_) => "network",
-        }
-    }
-
-    /// The guest's status code, when the guest answered with an error.
-    pub fn rpc_code(&self) -> Option<ttrpc::Code> {
-        match self {
-            VmError::Rpc {
-                source: ttrpc::Error::RpcStatus(s),
-                ..
-            } => Some(s.code()),
-            _ => None,
         }
     }
 

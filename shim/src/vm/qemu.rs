@@ -53,12 +53,16 @@ pub struct Qemu {
 }
 
 impl Qemu {
-    /// KVM where hardware KVM works, TCG elsewhere; `VOIDBOX_ACCEL=tcg|kvm` overrides.
+    /// KVM where hardware KVM works, TCG elsewhere.
     pub fn new() -> Self {
-        let accel = match std::env::var("VOIDBOX_ACCEL").as_deref() {
-            Ok("tcg") => Accel::Tcg,
-            Ok("kvm") => Accel::Kvm,
-            _ => match kvm::hardware_kvm() {
+        Self::choosing(None)
+    }
+
+    /// `accel` if given (the configuration's `VOIDBOX_ACCEL`), else as `new`.
+    pub fn choosing(accel: Option<Accel>) -> Self {
+        let accel = match accel {
+            Some(a) => a,
+            None => match kvm::hardware_kvm() {
                 Ok(()) => Accel::Kvm,
                 Err(why) => {
                     info!("qemu: using TCG: {why}");
@@ -66,10 +70,6 @@ impl Qemu {
                 }
             },
         };
-        Qemu { accel }
-    }
-
-    pub fn with_accel(accel: Accel) -> Self {
         Qemu { accel }
     }
 

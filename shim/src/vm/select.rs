@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use super::libkrun::{Libkrun, VOIDBOX_KRUN};
-use super::qemu::Qemu;
+use super::qemu::{Accel, Qemu};
 use super::{kvm, Backend};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,19 +30,22 @@ impl FromStr for BackendChoice {
 /// The backend for `choice`, and why it was picked (for the one log line).
 /// An explicit libkrun is returned even without hardware KVM: its preflight
 /// then fails at once, naming the reason.
-pub fn choose(choice: BackendChoice) -> (Box<dyn Backend>, String) {
+pub fn choose(choice: BackendChoice, accel: Option<Accel>) -> (Box<dyn Backend>, String) {
     match choice {
-        BackendChoice::Qemu => (Box::new(Qemu::new()), "qemu was asked for".into()),
+        BackendChoice::Qemu => (Box::new(Qemu::choosing(accel)), "qemu was asked for".into()),
         BackendChoice::Libkrun => (Box::new(Libkrun), "libkrun was asked for".into()),
         BackendChoice::Auto => match kvm::hardware_kvm() {
             Ok(()) => match VOIDBOX_KRUN.locate() {
                 Ok(_) => (Box::new(Libkrun), "auto: hardware KVM is available".into()),
                 Err(e) => (
-                    Box::new(Qemu::new()),
+                    Box::new(Qemu::choosing(accel)),
                     format!("auto: hardware KVM is available but {e}; using QEMU with KVM"),
                 ),
             },
-            Err(why) => (Box::new(Qemu::new()), format!("auto: {why}; using QEMU (TCG)")),
+            Err(why) => (
+                Box::new(Qemu::choosing(accel)),
+                format!("auto: {why}; using QEMU (TCG)"),
+            ),
         },
     }
 }
@@ -58,9 +61,9 @@ mod tests {
             .parse::<BackendChoice>()
             .unwrap_err()
             .contains("use auto, qemu or libkrun"));
-        assert_eq!(choose(BackendChoice::Libkrun).0.name(), "libkrun");
-        assert_eq!(choose(BackendChoice::Qemu).0.name(), "qemu");
-        let (auto, why) = choose(BackendChoice::Auto);
+        assert_eq!(choose(BackendChoice::Libkrun, None).0.name(), "libkrun");
+        assert_eq!(choose(BackendChoice::Qemu, None).0.name(), "qemu");
+        let (auto, why) = choose(BackendChoice::Auto, None);
         // Whatever this host has, auto explains itself.
         assert!(why.starts_with("auto: "), "{why}");
         if kvm::hardware_kvm().is_err() {

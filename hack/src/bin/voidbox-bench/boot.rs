@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use voidbox_hack::stats::{ms, ratio, Samples};
-use voidbox_shim::assets;
+use voidbox_shim::config::HostConfig;
 use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::qemu::{machine_args, Qemu, BASE_CMDLINE, QEMU};
 use voidbox_shim::vm::{Backend, GuestRoot, MicroVm, VmConfig};
@@ -29,14 +29,15 @@ struct Series {
 }
 
 pub async fn run(boots: usize) -> Result<(), String> {
-    let kernel = assets::kernel();
+    let host = HostConfig::from_env()?;
+    let kernel = host.kernel.clone();
     let bare_initrd = std::env::var_os("VOIDBOX_BARE_INITRD")
         .map(PathBuf::from)
         .ok_or("VOIDBOX_BARE_INITRD is not set: run through `make bench`, which builds the bare init")?;
-    let erofs = voidbox_shim::vm::GuestRoot::configured();
+    let erofs = GuestRoot::from_image(host.image.clone());
     // The same staging tree also exists as an initramfs beside the erofs image.
     let cpio = GuestRoot::Initramfs(erofs.path().with_extension("cpio"));
-    let qemu = Qemu::new();
+    let qemu = Qemu::choosing(host.accel);
     let accel = qemu.accel();
 
     let mut bare = Series::default();
@@ -140,7 +141,7 @@ async fn boot_bare(
 }
 
 async fn boot_voidbox(qemu: &Qemu, kernel: &Path, root: GuestRoot, id: &str, s: &mut Series) -> Result<(), String> {
-    let state = assets::state_root().join(id);
+    let state = HostConfig::from_env()?.state_root.join(id);
     let config = VmConfig::new(id, kernel.to_path_buf(), root, state);
     qemu.preflight().map_err(|e| e.to_string())?;
     let start = Instant::now();

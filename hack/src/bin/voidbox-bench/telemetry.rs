@@ -9,21 +9,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use containerd_shim_protos::api::CreateTaskRequest;
-use voidbox_api::system::InfoRequest;
 use voidbox_api::telemetry::StreamRequest;
-use voidbox_shim::guest::{rpc_context, GuestClient};
-use voidbox_shim::task::{self, Observability};
+use voidbox_shim::container::{self, CreateOptions};
+use voidbox_shim::guest::GuestClient;
+use voidbox_shim::sandbox::{Observability, Sandboxes};
+use voidbox_shim::spec::Bundle;
 
 const WINDOW_SAMPLES: u64 = 10;
 const GOAL_PERCENT: f64 = 1.0;
 
 async fn cpu_ns(guest: &GuestClient) -> Result<(u64, Instant), String> {
-    let info = guest
-        .system()
-        .info(rpc_context(false), &InfoRequest::new())
-        .await
-        .map_err(|e| format!("System.Info: {e}"))?;
+    let info = guest.info().await.map_err(|e| e.to_string())?;
     Ok((info.vminitd_cpu_ns, Instant::now()))
 }
 
@@ -45,11 +41,7 @@ async fn sampling_window(guest: &GuestClient) -> Result<f64, String> {
         max_samples: WINDOW_SAMPLES,
         ..Default::default()
     };
-    let mut stream = guest
-        .telemetry()
-        .stream(rpc_context(true), &req)
-        .await
-        .map_err(|e| format!("Telemetry.Stream: {e}"))?;
+    let mut stream = guest.telemetry_stream(&req).await.map_err(|e| e.to_string())?;
     let mut n = 0;
     while let Ok(Some(_)) = stream.recv().await {
         n += 1;
@@ -73,13 +65,18 @@ pub async fn run(rounds: usize) -> Result<(), String> {
 }
 
 async fn measure(bundle: &Path, rounds: usize) -> Result<(), String> {
-    let req = CreateTaskRequest {
-        id: "bench-telemetry".into(),
-        bundle: bundle.display().to_string(),
-        ..Default::default()
+    let opts = CreateOptions {
+        namespace: "bench",
+        id: "bench-telemetry",
+        rootfs: &[],
+        io: Default::default(),
+        options: None,
+        backend_env: None,
+        received: Instant::now(),
     };
-    let sandboxes = task::Sandboxes::default();
-    let container = task::create("bench", &req, &Observability::default(), &sandboxes)
+    let bundle = Bundle::load(bundle).map_err(|e| e.to_string())?;
+    let sandboxes = Sandboxes::default();
+    let container = container::create(&opts, bundle, &Observability::default(), &sandboxes)
         .await
         .map_err(|e| format!("create the container: {e}"))?;
     let result = windows(container.guest(), rounds).await;

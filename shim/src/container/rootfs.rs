@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use containerd_shim_protos::api::Mount;
-use tracing::warn;
 
-use super::error::{Result, ShimError};
+use crate::mounts::unmount_all;
+
+use crate::error::{Result, ShimError};
 
 /// A mounted (or given) rootfs; unmounts what it mounted when dropped.
 pub struct Rootfs {
@@ -64,13 +65,5 @@ impl Rootfs {
 impl Drop for Rootfs {
     fn drop(&mut self) {
         self.unmount();
-    }
-}
-
-/// Unmounts everything at or under `path`, innermost first.
-pub fn unmount_all(path: &Path) {
-    let target = path.to_string_lossy().into_owned();
-    if let Err(e) = containerd_shim::mount::umount_recursive(Some(&target), libc::MNT_DETACH) {
-        warn!("unmount {target}: {e}");
     }
 }

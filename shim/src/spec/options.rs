@@ -15,8 +15,8 @@ use protobuf::Message;
 use serde::Deserialize;
 use voidbox_api::runtimeoptions::Options as RuntimeOptions;
 
-use super::error::{Result, ShimError};
 use super::pod::{PodSize, OVERHEAD_MIB};
+use crate::error::{Result, ShimError};
 use crate::vm::select::BackendChoice;
 
 pub const ANNOTATION_PREFIX: &str = "io.containerd.voidbox.";
@@ -83,8 +83,8 @@ struct VmSection {
 
 /// Annotations, then runtime options, then `VOIDBOX_VMM` (for the backend),
 /// then defaults.
-pub fn resolve(annotations: &HashMap<String, String>, options: Option<&Any>) -> Result<VmSettings> {
-    let settings = resolve_with_env(annotations, options, std::env::var(BACKEND_ENV).ok().as_deref())?;
+pub fn resolve(annotations: &HashMap<String, String>, options: Option<&Any>, env: Option<&str>) -> Result<VmSettings> {
+    let settings = resolve_with_env(annotations, options, env)?;
     fit(settings, HostLimits::of_this_host())
 }
 
@@ -312,9 +312,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_by_name() {
-        let msg = resolve(&ann(&[(CPUS, "two")]), None).unwrap_err().to_string();
+        let msg = resolve(&ann(&[(CPUS, "two")]), None, None).unwrap_err().to_string();
         assert_eq!(msg, "annotation io.containerd.voidbox.vm.cpus=\"two\": not a number");
-        let msg = resolve(&ann(&[("io.containerd.voidbox.vm.gpus", "1")]), None)
+        let msg = resolve(&ann(&[("io.containerd.voidbox.vm.gpus", "1")]), None, None)
             .unwrap_err()
             .to_string();
         assert!(

@@ -2,39 +2,45 @@
 //! the stdio stream mux, the clock, the span relay, the telemetry stream,
 //! the shared directory). A container on its own has a sandbox of its own;
 //! a pod's containers share their sandbox container's.
-//!
-//! Boot, phase by phase under the VMBoot span: VMSpawn, WaitForReady,
-//! ClockSync.
 
+mod boot;
+pub mod clock;
+mod naming;
+pub mod podnet;
+pub mod relay;
+mod shared;
+mod telemetry;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use tokio::task::JoinHandle;
-use tracing::{info, info_span, warn, Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-use voidbox_api::system::InfoRequest;
+use tracing::{info_span, warn};
 
-use super::error::{traced, Result};
-use super::naming::{shared_dir, state_dir, vm_id};
-use super::options::VmSettings;
-use super::podnet::{PodNet, PodNetSpec};
-use super::shared::{SharedDir, SHARED_TAG};
-use crate::assets;
-use crate::guest::{rpc_context, GuestClient};
+use self::clock::Clock;
+use self::podnet::{PodNet, PodNetSpec};
+use self::relay::RelayStats;
+use crate::config::HostConfig;
+use crate::error::{traced, Result};
+use crate::guest::GuestClient;
 use crate::io::StreamMux;
-use crate::otel::clock::{Clock, Sample};
-use crate::otel::guest_metrics;
 use crate::otel::metrics::{self, vm_attrs};
-use crate::otel::relay::{self, GuestSink, RelayStats};
+use crate::otel::GuestSink;
+use crate::spec::VmSettings;
 use crate::vm::{Backend, GuestRoot, MicroVm, Share, VmConfig};
+
+pub use naming::{shared_dir, state_dir, vm_id};
+pub use shared::{ContainerShare, SharedDir, SHARED_TAG};
+
+/// The sandboxes this shim runs, by sandbox id.
+pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long teardown waits for the guest's last spans.
 const RELAY_DRAIN: Duration = Duration::from_secs(2);
-/// How often the clock offset is measured again while the VM runs.
-const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
 /// What observability adds to a VM: the guest's spans when tracing is on,
 /// the guest's telemetry when metrics are on.
@@ -71,6 +77,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Boots the VM of sandbox `id` and starts what runs beside it.
     pub async fn boot(
+        host: &HostConfig,
         namespace: &str,
         id: &str,
         settings: &VmSettings,
@@ -80,9 +87,10 @@ impl Sandbox {
     ) -> Result<Arc<Sandbox>> {
         let vm_id = vm_id(namespace, id);
         let attrs = vm_attrs(id, &vm_id);
-        let state = state_dir(namespace, id);
-        let shared = SharedDir::create(&shared_dir(namespace, id))?;
-        let mut config = VmConfig::new(&vm_id, assets::kernel(), GuestRoot::configured(), state);
+        let state = state_dir(&host.state_root, namespace, id);
+        let shared = SharedDir::create(&shared_dir(&host.state_root, namespace, id))?;
+        let root = GuestRoot::from_image(host.image.clone());
+        let mut config = VmConfig::new(&vm_id, host.kernel.clone(), root, state);
         config.vcpus = settings.cpus;
         config.memory_mib = settings.memory_mib;
         config.vsock_ports = vec![voidbox_api::TTRPC_PORT, voidbox_api::STDIO_PORT];
@@ -90,12 +98,7 @@ impl Sandbox {
             tag: SHARED_TAG.into(),
             host_path: shared.host_path().to_path_buf(),
         });
-        // Extra kernel arguments for debugging (voidbox.log=debug, for instance).
-        if let Ok(extra) = std::env::var("VOIDBOX_GUEST_CMDLINE") {
-            config
-                .extra_cmdline
-                .extend(extra.split_whitespace().map(str::to_string));
-        }
+        config.extra_cmdline.extend(host.guest_cmdline.iter().cloned());
         if obs.spans.is_some() {
             config.extra_cmdline.push("voidbox.trace=1".into());
             if let Some(n) = obs.guest_buffer {
@@ -127,7 +130,7 @@ impl Sandbox {
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);
-            let booted = boot(backend, config, clock.clone(), boot_span, boot_attrs).await;
+            let booted = boot::boot(backend, config, clock.clone(), boot_span, boot_attrs).await;
             let configured = match (&booted, &network) {
                 (Ok((_, guest)), Some(net)) => traced(info_span!("NetworkConfigure"), net.configure_guest(guest)).await,
                 _ => Ok(()),
@@ -175,11 +178,16 @@ impl Sandbox {
         }
         let mut tasks = sandbox.tasks.lock().expect("tasks lock");
         if obs.spans.is_some() || obs.telemetry.is_some() {
-            tasks.push(tokio::spawn(resync_clock(guest.clone(), clock, vm, attrs.clone())));
+            tasks.push(tokio::spawn(boot::resync_clock(
+                guest.clone(),
+                clock,
+                vm,
+                attrs.clone(),
+            )));
         }
         // The guest samples only while this stream is open.
         if let Some(interval) = obs.telemetry {
-            tasks.push(guest_metrics::start(guest, interval, attrs));
+            tasks.push(telemetry::start(guest, interval, attrs));
         }
         drop(tasks);
         Ok(sandbox)
@@ -191,15 +199,6 @@ impl Sandbox {
         if self.vm.try_exit().is_none() {
             // A last sample for the spans of the end.
             let _ = self.clock.remeasure(&self.guest).await;
-            match self.guest.system().info(rpc_context(false), &InfoRequest::new()).await {
-                Ok(info) => info!(
-                    sandbox = %self.id,
-                    telemetry_streams = info.telemetry_streams,
-                    "guest telemetry streams opened: {}",
-                    info.telemetry_streams
-                ),
-                Err(e) => warn!(sandbox = %self.id, "guest info: {e}"),
-            }
             let exit = self.guest.power_off(&self.vm, SHUTDOWN_GRACE).await;
             if !exit.is_clean() {
                 warn!(sandbox = %self.id, "VM did not power off cleanly: {exit}");
@@ -231,84 +230,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         for t in self.tasks.lock().expect("tasks lock").drain(..) {
             t.abort();
-        }
-    }
-}
-
-/// VMSpawn, WaitForReady, then the guest clock set from the host's.
-async fn boot(
-    backend: &dyn Backend,
-    config: VmConfig,
-    clock: Arc<Clock>,
-    span: Span,
-    attrs: Vec<KeyValue>,
-) -> Result<(Arc<MicroVm>, GuestClient)> {
-    let m = metrics::get();
-    let phase = |name: &'static str, since: Instant| {
-        let mut a = attrs.clone();
-        a.push(KeyValue::new("phase", name));
-        m.boot.record(since.elapsed().as_secs_f64(), &a);
-    };
-    let begun = Instant::now();
-    let vm = Arc::new(
-        MicroVm::start(backend, config)
-            .instrument(info_span!("VMSpawn"))
-            .await?,
-    );
-    phase("spawn", begun);
-    let t = Instant::now();
-    let guest = match GuestClient::connect(&vm).instrument(info_span!("WaitForReady")).await {
-        Ok(g) => g,
-        Err(e) => {
-            vm.kill().await;
-            return Err(e.into());
-        }
-    };
-    phase("ready", t);
-    let t = Instant::now();
-    let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
-    let (before, after) = match synced {
-        Ok(s) => s,
-        Err(e) => {
-            vm.kill().await;
-            return Err(e.into());
-        }
-    };
-    phase("clock_sync", t);
-    phase("total", begun);
-    record_clock(&after, &attrs);
-    span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
-    span.set_attribute("clock.offset_ns", after.offset_ns);
-    span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
-    // Info under the boot span: the guest answers with its boot as spans.
-    if let Err(e) = guest.system().info(rpc_context(false), &InfoRequest::new()).await {
-        warn!("guest info: {e}");
-    }
-    info!(
-        offset_ns = after.offset_ns,
-        uncertainty_ns = after.uncertainty_ns,
-        skew_before_ns = before.offset_ns,
-        "guest clock set"
-    );
-    Ok((vm, guest))
-}
-
-fn record_clock(s: &Sample, attrs: &[KeyValue]) {
-    let m = metrics::get();
-    m.clock_offset.record(s.offset_ns as f64 / 1e9, attrs);
-    m.clock_uncertainty.record(s.uncertainty_ns as f64 / 1e9, attrs);
-}
-
-/// Keeps measuring the guest clock: an emulated clock drifts.
-async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>, attrs: Vec<KeyValue>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(CLOCK_RESYNC) => {}
-            _ = vm.wait() => return,
-        }
-        match clock.remeasure(&guest).await {
-            Ok(s) => record_clock(&s, &attrs),
-            Err(_) => return,
         }
     }
 }

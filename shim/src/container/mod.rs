@@ -1,4 +1,15 @@
-//! A container, and the sandbox (VM) it runs in.
+//! A container in a sandbox: its rootfs and volumes in the sandbox's share,
+//! its processes, and what they can be asked to do. Every guest call a
+//! container makes is here or in `lifecycle` and `control`.
+
+mod control;
+mod create;
+mod lifecycle;
+mod process;
+mod rootfs;
+
+pub use create::{create, CreateOptions};
+pub use process::{Process, Status};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,12 +19,12 @@ use std::time::Instant;
 
 use tokio::task::JoinHandle;
 
-use super::error::{Result, ShimError};
-use super::pod::Role;
-use super::process::Process;
-use super::rootfs::Rootfs;
-use super::sandbox::Sandbox;
-use super::shared::ContainerShare;
+use self::rootfs::Rootfs;
+use crate::error::{Result, ShimError};
+use crate::guest::GuestClient;
+use crate::sandbox::{ContainerShare, Sandbox};
+use crate::spec::Role;
+use crate::vm::MicroVm;
 
 pub struct Container {
     pub id: String,
@@ -56,12 +67,17 @@ impl Container {
         !matches!(self.role, Role::Member { .. })
     }
 
-    pub fn guest(&self) -> &crate::guest::GuestClient {
+    pub fn guest(&self) -> &GuestClient {
         &self.sandbox.guest
     }
 
-    pub fn vm(&self) -> &Arc<crate::vm::MicroVm> {
+    pub fn vm(&self) -> &Arc<MicroVm> {
         &self.sandbox.vm
+    }
+
+    /// Whether the container's VM has ended.
+    pub fn vm_gone(&self) -> bool {
+        self.sandbox.vm.try_exit().is_some()
     }
 
     /// Unmounts what the container put in the share and its rootfs.

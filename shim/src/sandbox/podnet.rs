@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use tracing::{info, warn};
 use voidbox_api::system::{ConfigureNetworkRequest, Interface as GuestInterface, IpAddress, Route as GuestRoute};
 
-use super::error::{Result, ShimError};
-use crate::guest::{rpc_context, GuestClient};
+use crate::error::{Result, ShimError};
+use crate::guest::GuestClient;
 use crate::net::{Interface, PodNetwork, Redirect};
 use crate::vm::{VmError, VmNetwork};
 
@@ -115,18 +115,7 @@ impl PodNet {
 
     /// Hands the network to the guest.
     pub async fn configure_guest(&self, guest: &GuestClient) -> Result<()> {
-        guest
-            .system()
-            .configure_network(rpc_context(false), &self.guest_config())
-            .await
-            .map_err(|source| {
-                VmError::Rpc {
-                    method: "System.ConfigureNetwork",
-                    source,
-                }
-                .into()
-            })
-            .map(|_| ())
+        Ok(guest.configure_network(&self.guest_config()).await?)
     }
 
     /// Removes the tap and the redirect (the namespace may be gone already).

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use voidbox_api::SHARES_DIR;
 
-use super::error::{Result, ShimError};
-use super::rootfs::unmount_all;
+use crate::error::{Result, ShimError};
+use crate::mounts::unmount_all;
 
 /// The virtio-fs tag of the shared directory.
 pub const SHARED_TAG: &str = "shared";

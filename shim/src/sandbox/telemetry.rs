@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 use voidbox_api::telemetry::{CpuTimes, Sample, StreamRequest};
 
-use super::metrics::get;
-use crate::guest::{rpc_context, GuestClient};
+use crate::guest::GuestClient;
+use crate::otel::metrics::get;
 
 fn busy(c: &CpuTimes) -> u64 {
     c.user + c.nice + c.system + c.irq + c.softirq + c.steal
@@ -80,7 +80,7 @@ pub fn start(guest: GuestClient, interval: Duration, vm: Vec<KeyValue>) -> JoinH
             interval_ms: interval.as_millis() as u64,
             ..Default::default()
         };
-        let mut stream = match guest.telemetry().stream(rpc_context(true), &req).await {
+        let mut stream = match guest.telemetry_stream(&req).await {
             Ok(s) => s,
             Err(e) => return debug!("guest telemetry stream: {e}"),
         };

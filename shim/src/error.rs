@@ -3,6 +3,7 @@
 
 use ttrpc::Code;
 
+use crate::guest::GuestError;
 use crate::io::IoError;
 use crate::otel::spans::SpanError;
 use crate::vm::VmError;
@@ -23,6 +24,8 @@ pub enum ShimError {
     Internal(String),
     #[error(transparent)]
     Vm(#[from] VmError),
+    #[error(transparent)]
+    Guest(#[from] GuestError),
 }
 
 /// A stdio destination the shim cannot use is the caller's to fix; one it
@@ -45,19 +48,17 @@ impl ShimError {
             ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
             ShimError::Internal(_) => Code::INTERNAL,
-            // The guest's own verdict (NOT_FOUND, FAILED_PRECONDITION...) passes through.
-            ShimError::Vm(e) => match e.rpc_code() {
-                Some(code) => code,
-                None => match e {
-                    VmError::KernelMissing { .. }
-                    | VmError::BadImage { .. }
-                    | VmError::ToolMissing(_)
-                    | VmError::NoKvm(_)
-                    | VmError::SocketPathTooLong { .. } => Code::FAILED_PRECONDITION,
-                    VmError::Invalid(_) | VmError::ShareMissing { .. } => Code::INVALID_ARGUMENT,
-                    _ => Code::INTERNAL,
-                },
+            ShimError::Vm(e) => match e {
+                VmError::KernelMissing { .. }
+                | VmError::BadImage { .. }
+                | VmError::ToolMissing(_)
+                | VmError::NoKvm(_)
+                | VmError::SocketPathTooLong { .. } => Code::FAILED_PRECONDITION,
+                VmError::Invalid(_) | VmError::ShareMissing { .. } => Code::INVALID_ARGUMENT,
+                _ => Code::INTERNAL,
             },
+            // The guest's own verdict (NOT_FOUND, FAILED_PRECONDITION...) passes through.
+            ShimError::Guest(e) => e.code().unwrap_or(Code::INTERNAL),
         }
     }
 
@@ -71,6 +72,7 @@ impl ShimError {
             ShimError::Unimplemented(_) => "unimplemented",
             ShimError::Internal(_) => "internal",
             ShimError::Vm(e) => e.kind(),
+            ShimError::Guest(e) => e.kind(),
         }
     }
 

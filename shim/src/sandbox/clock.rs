@@ -9,10 +9,9 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use voidbox_api::system::{ClockRequest, SetTimeRequest};
+use voidbox_api::system::SetTimeRequest;
 
-use crate::guest::{rpc_context, GuestClient};
-use crate::vm::VmError;
+use crate::guest::{GuestClient, GuestError};
 
 const ROUNDS: usize = 8;
 
@@ -35,19 +34,11 @@ pub struct Clock {
     samples: Mutex<Vec<Sample>>,
 }
 
-async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, VmError> {
+async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
     let mut best: Option<Sample> = None;
     for _ in 0..rounds {
         let t0 = now_ns();
-        let g = guest
-            .system()
-            .clock(rpc_context(false), &ClockRequest::new())
-            .await
-            .map_err(|source| VmError::Rpc {
-                method: "System.Clock",
-                source,
-            })?
-            .realtime_unix_nano;
+        let g = guest.clock().await?.realtime_unix_nano;
         let t1 = now_ns();
         let sample = Sample {
             host_ns: t0 + (t1 - t0) / 2,
@@ -64,27 +55,20 @@ async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, VmError> 
 impl Clock {
     /// Sets the guest's wall clock from the host's, then measures what
     /// offset remains. Returns (offset before, offset after).
-    pub async fn sync_at_boot(&self, guest: &GuestClient) -> Result<(Sample, Sample), VmError> {
+    pub async fn sync_at_boot(&self, guest: &GuestClient) -> Result<(Sample, Sample), GuestError> {
         let before = measure(guest, 3).await?;
         let req = SetTimeRequest {
             // The request reaches the guest about half a round trip later.
             realtime_unix_nano: now_ns() + before.uncertainty_ns,
             ..Default::default()
         };
-        guest
-            .system()
-            .set_time(rpc_context(false), &req)
-            .await
-            .map_err(|source| VmError::Rpc {
-                method: "System.SetTime",
-                source,
-            })?;
+        guest.set_time(&req).await?;
         let after = self.remeasure(guest).await?;
         Ok((before, after))
     }
 
     /// Measures the offset again and keeps the sample.
-    pub async fn remeasure(&self, guest: &GuestClient) -> Result<Sample, VmError> {
+    pub async fn remeasure(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
         let sample = measure(guest, ROUNDS).await?;
         self.samples.lock().expect("clock lock").push(sample);
         Ok(sample)

@@ -1,9 +1,9 @@
 //! Where a VM's things are named: its id, its state directory and the
 //! directory shared into it, all derived from (namespace, container id).
 
-use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
-use crate::assets;
+use sha2::{Digest, Sha256};
 
 /// A short, stable name for a container's VM.
 pub fn vm_id(namespace: &str, id: &str) -> String {
@@ -13,12 +13,12 @@ pub fn vm_id(namespace: &str, id: &str) -> String {
 
 /// The VM's state directory: socket paths must stay under the unix limit
 /// whatever the namespace and id.
-pub fn state_dir(namespace: &str, id: &str) -> std::path::PathBuf {
-    assets::state_root().join(vm_id(namespace, id))
+pub fn state_dir(root: &Path, namespace: &str, id: &str) -> PathBuf {
+    root.join(vm_id(namespace, id))
 }
 
 /// The directory shared into a sandbox's VM; beside its state directory,
 /// which the VM removes when it ends, while this is still mounted.
-pub fn shared_dir(namespace: &str, id: &str) -> std::path::PathBuf {
-    assets::state_root().join(format!("{}.shared", vm_id(namespace, id)))
+pub fn shared_dir(root: &Path, namespace: &str, id: &str) -> PathBuf {
+    root.join(format!("{}.shared", vm_id(namespace, id)))
 }

@@ -6,18 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::SpanProcessor;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 use voidbox_api::otel::from_wire;
-use voidbox_api::traces::StreamRequest;
 
 use super::clock::Clock;
-use super::metrics;
-use crate::guest::{rpc_context, GuestClient};
-
-/// Where guest spans are exported (one per shim).
-pub type GuestSink = Arc<dyn SpanProcessor>;
+use crate::guest::GuestClient;
+use crate::otel::{metrics, GuestSink};
 
 /// What one VM's relay saw.
 #[derive(Debug, Default)]
@@ -39,7 +34,7 @@ pub fn start(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let m = metrics::get();
-        let mut stream = match guest.traces().stream(rpc_context(true), &StreamRequest::new()).await {
+        let mut stream = match guest.span_stream().await {
             Ok(s) => s,
             Err(e) => return warn!("guest span stream: {e}"),
         };

@@ -1,0 +1,95 @@
+//! The shim's configuration, read from its environment once, when a shim
+//! command starts. Everything below takes it as a value; nothing else reads
+//! the environment (except helper binaries' own overrides, which
+//! `assets::Tool` resolves with PATH at use).
+
+use std::path::{Path, PathBuf};
+
+use crate::assets::DATA_DIR;
+use crate::otel::OtelConfig;
+use crate::vm::qemu::Accel;
+
+/// Where shim sockets go unless containerd names a directory (≥ 2.3).
+const DEFAULT_SOCKET_DIR: &str = "/run/voidbox/s";
+const DEFAULT_STATE_ROOT: &str = "/run/voidbox";
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The guest kernel: `VOIDBOX_KERNEL`, else the installed one.
+    pub kernel: PathBuf,
+    /// The guest root image: `VOIDBOX_IMAGE`, else the installed erofs image.
+    pub image: PathBuf,
+    /// Where per-VM state directories go: `VOIDBOX_STATE_DIR`.
+    pub state_root: PathBuf,
+    /// Where shim sockets go: `VOIDBOX_SOCKET_DIR`.
+    pub socket_dir: PathBuf,
+    /// Extra guest kernel arguments, for debugging (`VOIDBOX_GUEST_CMDLINE`,
+    /// `voidbox.log=debug` for instance).
+    pub guest_cmdline: Vec<String>,
+    /// The VMM backend when neither annotation nor runtime options choose
+    /// one (`VOIDBOX_VMM`); checked at Create, where a bad one is refused.
+    pub backend: Option<String>,
+    /// QEMU's accelerator (`VOIDBOX_ACCEL=kvm|tcg`), else what the host has.
+    pub accel: Option<Accel>,
+    /// containerd's TTRPC address, for events (`TTRPC_ADDRESS`).
+    pub ttrpc_address: Option<String>,
+    /// Whether `GRPC_ADDRESS` was set (containerd ≥ 1.7).
+    pub grpc_address_set: bool,
+    /// OpenTelemetry export (`OTEL_*`, `VOIDBOX_TRACE_BUFFER`, ...).
+    pub otel: OtelConfig,
+}
+
+impl HostConfig {
+    pub fn from_env() -> Result<HostConfig, String> {
+        Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<HostConfig, String> {
+        let path = |name: &str, default: &Path| var(name).map(PathBuf::from).unwrap_or_else(|| default.to_path_buf());
+        let accel = match var("VOIDBOX_ACCEL").as_deref() {
+            None => None,
+            Some("kvm") => Some(Accel::Kvm),
+            Some("tcg") => Some(Accel::Tcg),
+            Some(other) => return Err(format!("VOIDBOX_ACCEL={other:?}: use kvm or tcg")),
+        };
+        Ok(HostConfig {
+            kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
+            image: path("VOIDBOX_IMAGE", &Path::new(DATA_DIR).join("guest.erofs")),
+            state_root: path("VOIDBOX_STATE_DIR", Path::new(DEFAULT_STATE_ROOT)),
+            socket_dir: path("VOIDBOX_SOCKET_DIR", Path::new(DEFAULT_SOCKET_DIR)),
+            guest_cmdline: var("VOIDBOX_GUEST_CMDLINE")
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+            backend: var("VOIDBOX_VMM"),
+            accel,
+            ttrpc_address: var("TTRPC_ADDRESS"),
+            grpc_address_set: var("GRPC_ADDRESS").is_some(),
+            otel: OtelConfig::from_vars(var)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = HostConfig::from_vars(|_| None).unwrap();
+        assert_eq!(c.kernel, Path::new(DATA_DIR).join("vmlinux"));
+        assert_eq!(c.state_root, Path::new("/run/voidbox"));
+        assert!(c.guest_cmdline.is_empty() && c.accel.is_none() && c.backend.is_none());
+        let c = HostConfig::from_vars(|k| match k {
+            "VOIDBOX_GUEST_CMDLINE" => Some("voidbox.log=debug  quiet".into()),
+            "VOIDBOX_ACCEL" => Some("tcg".into()),
+            "VOIDBOX_STATE_DIR" => Some("/tmp/s".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.guest_cmdline, ["voidbox.log=debug", "quiet"]);
+        assert_eq!(c.accel, Some(Accel::Tcg));
+        assert_eq!(c.state_root, Path::new("/tmp/s"));
+        let bad = HostConfig::from_vars(|k| (k == "VOIDBOX_ACCEL").then(|| "hvf".into()));
+        assert!(bad.unwrap_err().contains("use kvm or tcg"));
+    }
+}

@@ -1,0 +1,96 @@
+//! A VM's boot, phase by phase under the VMBoot span: VMSpawn,
+//! WaitForReady, ClockSync; then the clock kept measured while it runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use tracing::{info, info_span, warn, Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::clock::{Clock, Sample};
+use crate::error::Result;
+use crate::guest::GuestClient;
+use crate::otel::metrics;
+use crate::vm::{Backend, MicroVm, VmConfig};
+
+/// How often the clock offset is measured again while the VM runs.
+const CLOCK_RESYNC: Duration = Duration::from_secs(10);
+
+/// VMSpawn, WaitForReady, then the guest clock set from the host's.
+pub(super) async fn boot(
+    backend: &dyn Backend,
+    config: VmConfig,
+    clock: Arc<Clock>,
+    span: Span,
+    attrs: Vec<KeyValue>,
+) -> Result<(Arc<MicroVm>, GuestClient)> {
+    let m = metrics::get();
+    let phase = |name: &'static str, since: Instant| {
+        let mut a = attrs.clone();
+        a.push(KeyValue::new("phase", name));
+        m.boot.record(since.elapsed().as_secs_f64(), &a);
+    };
+    let begun = Instant::now();
+    let vm = Arc::new(
+        MicroVm::start(backend, config)
+            .instrument(info_span!("VMSpawn"))
+            .await?,
+    );
+    phase("spawn", begun);
+    let t = Instant::now();
+    let guest = match GuestClient::connect(&vm).instrument(info_span!("WaitForReady")).await {
+        Ok(g) => g,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    phase("ready", t);
+    let t = Instant::now();
+    let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
+    let (before, after) = match synced {
+        Ok(s) => s,
+        Err(e) => {
+            vm.kill().await;
+            return Err(e.into());
+        }
+    };
+    phase("clock_sync", t);
+    phase("total", begun);
+    record_clock(&after, &attrs);
+    span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
+    span.set_attribute("clock.offset_ns", after.offset_ns);
+    span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
+    // Info under the boot span: the guest answers with its boot as spans.
+    if let Err(e) = guest.info().await {
+        warn!("guest info: {e}");
+    }
+    info!(
+        offset_ns = after.offset_ns,
+        uncertainty_ns = after.uncertainty_ns,
+        skew_before_ns = before.offset_ns,
+        "guest clock set"
+    );
+    Ok((vm, guest))
+}
+
+fn record_clock(s: &Sample, attrs: &[KeyValue]) {
+    let m = metrics::get();
+    m.clock_offset.record(s.offset_ns as f64 / 1e9, attrs);
+    m.clock_uncertainty.record(s.uncertainty_ns as f64 / 1e9, attrs);
+}
+
+/// Keeps measuring the guest clock: an emulated clock drifts.
+pub(super) async fn resync_clock(guest: GuestClient, clock: Arc<Clock>, vm: Arc<MicroVm>, attrs: Vec<KeyValue>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_RESYNC) => {}
+            _ = vm.wait() => return,
+        }
+        match clock.remeasure(&guest).await {
+            Ok(s) => record_clock(&s, &attrs),
+            Err(_) => return,
+        }
+    }
+}
