@@ -1,6 +1,5 @@
-//! `voidbox.system.v1.System`: identity, boot times, mounts and power.
+//! `voidbox.system.v1.System`: identity, boot times, clock, network and power.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -14,12 +13,7 @@ use voidbox_api::system_ttrpc::System;
 use crate::boot::{self, BootClock};
 use crate::cmdline::Cmdline;
 use crate::error::Error;
-use crate::mounts;
 use crate::trace::{self, BootSpans};
-
-const DEFAULT_READ_LIMIT: u64 = 1 << 20;
-/// TTRPC messages are capped at 4 MiB; stay well under it.
-const MAX_READ_LIMIT: u64 = 3 << 20;
 
 pub struct SystemService {
     clock: Arc<BootClock>,
@@ -89,16 +83,6 @@ impl System for SystemService {
         Ok(ShutdownResponse::default())
     }
 
-    async fn mount(&self, ctx: &TtrpcContext, req: MountRequest) -> ttrpc::Result<MountResponse> {
-        let span = info_span!("mount", fstype = %req.fstype, source = %req.source, target = %req.target);
-        trace::handle(ctx, span, async {
-            mounts::mount_requested(&req.fstype, &req.source, &req.target, &req.options).map_err(Error::into_ttrpc)?;
-            info!("mounted {} ({}) on {}", req.source, req.fstype, req.target);
-            Ok(MountResponse::default())
-        })
-        .await
-    }
-
     async fn clock(&self, _ctx: &TtrpcContext, _req: ClockRequest) -> ttrpc::Result<ClockResponse> {
         Ok(ClockResponse {
             realtime_unix_nano: boot::realtime_ns(),
@@ -135,25 +119,5 @@ impl System for SystemService {
             Ok(ConfigureNetworkResponse::default())
         })
         .await
-    }
-
-    async fn read_file(&self, _ctx: &TtrpcContext, req: ReadFileRequest) -> ttrpc::Result<ReadFileResponse> {
-        let limit = match req.max_bytes {
-            0 => DEFAULT_READ_LIMIT,
-            n => n.min(MAX_READ_LIMIT),
-        };
-        let file = std::fs::File::open(&req.path).map_err(|e| Error::io("open", &req.path, e).into_ttrpc())?;
-        let mut data = Vec::new();
-        // Read one byte past the limit to learn whether the file is longer.
-        file.take(limit + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| Error::io("read", &req.path, e).into_ttrpc())?;
-        let truncated = data.len() as u64 > limit;
-        data.truncate(limit as usize);
-        Ok(ReadFileResponse {
-            data,
-            truncated,
-            ..Default::default()
-        })
     }
 }

@@ -1,12 +1,10 @@
 //! `voidbox.traces.v1.Traces`: the span buffer, drained to the host.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tracing::info_span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::traces::*;
 use voidbox_api::traces_ttrpc::Traces;
@@ -88,26 +86,5 @@ impl Traces for TraceService {
                 return Ok(());
             }
         }
-    }
-
-    async fn flood(&self, ctx: &TtrpcContext, req: FloodRequest) -> ttrpc::Result<FloodResponse> {
-        let span = info_span!("traces.flood", count = req.count);
-        let _ = span.set_parent(super::parent(ctx));
-        // A tight loop: on a blocking thread, so it starves no other task.
-        let elapsed = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let start = Instant::now();
-                for i in 0..req.count {
-                    let _s = info_span!("flood.span", i).entered();
-                }
-                start.elapsed()
-            })
-        })
-        .await
-        .map_err(|e| ttrpc::Error::Others(e.to_string()))?;
-        Ok(FloodResponse {
-            elapsed_ns: elapsed.as_nanos() as u64,
-            ..Default::default()
-        })
     }
 }
