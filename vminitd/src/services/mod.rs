@@ -2,6 +2,7 @@
 
 #[cfg(feature = "debug-rpcs")]
 pub mod debug;
+pub mod handler;
 pub mod system;
 
 use ttrpc::r#async::Server;

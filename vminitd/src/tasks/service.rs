@@ -9,19 +9,19 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::sync::broadcast;
 use tracing::Instrument;
-use tracing::{info, info_span, warn};
+use tracing::{info, info_span, warn, Span};
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::task::*;
 use voidbox_api::task_ttrpc::Tasks;
 
 use crate::reaper::Reaper;
+use crate::services::handler::handle;
 use crate::tasks::container::{bundle_dir, check_id, remove_bundle, Container};
 use crate::tasks::crun::{read_pid, ChildStdio, Crun};
 use crate::tasks::error::TaskError;
 use crate::tasks::process::{PendingExec, ProcState, Process};
 use crate::tasks::stdio::{resize, ConsoleSocket, Streams};
 use crate::tasks::{cgroup, shares, spec};
-use crate::trace;
 
 type Result<T> = std::result::Result<T, TaskError>;
 
@@ -177,42 +177,38 @@ fn status_of(container: &Container, process: &Process) -> Status {
     }
 }
 
-fn ttrpc<T>(r: Result<T>) -> ttrpc::Result<T> {
-    r.map_err(TaskError::into_ttrpc)
-}
-
 #[async_trait]
 impl Tasks for TaskService {
     async fn put_bundle(&self, ctx: &TtrpcContext, req: PutBundleRequest) -> ttrpc::Result<PutBundleResponse> {
         let span = info_span!("bundle.put", container.id = %req.id, files = req.files.len());
-        trace::handle(ctx, span, async move {
-            ttrpc(check_id(&req.id))?;
+        handle(ctx, span, async move {
+            check_id(&req.id)?;
             if self.containers.lock().expect("containers lock").contains_key(&req.id) {
-                return ttrpc(Err(TaskError::Exists(req.id)));
+                return Err(TaskError::Exists(req.id));
             }
             let dir = bundle_dir(&req.id);
-            ttrpc(std::fs::create_dir_all(&dir).map_err(|e| TaskError::io("create bundle", &dir, e)))?;
+            std::fs::create_dir_all(&dir).map_err(|e| TaskError::io("create bundle", &dir, e))?;
             for (name, data) in &req.files {
                 let plain = !name.is_empty()
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
                     && name != ".."
                     && name != ".";
                 if !plain {
-                    return ttrpc(Err(TaskError::Invalid(format!("bundle file name {name:?}"))));
+                    return Err(TaskError::Invalid(format!("bundle file name {name:?}")));
                 }
                 let path = dir.join(name);
-                ttrpc(std::fs::write(&path, data).map_err(|e| TaskError::io("write", &path, e)))?;
+                std::fs::write(&path, data).map_err(|e| TaskError::io("write", &path, e))?;
             }
-            Ok(PutBundleResponse::default())
+            Ok::<_, TaskError>(PutBundleResponse::default())
         })
         .await
     }
 
     async fn create(&self, ctx: &TtrpcContext, req: CreateRequest) -> ttrpc::Result<CreateResponse> {
         let span = info_span!("task.create", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            let pid = ttrpc(self.create_container(req).await)?;
-            Ok(CreateResponse {
+        handle(ctx, span, async move {
+            let pid = self.create_container(req).await?;
+            Ok::<_, TaskError>(CreateResponse {
                 pid,
                 ..Default::default()
             })
@@ -222,23 +218,23 @@ impl Tasks for TaskService {
 
     async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let span = info_span!("task.start", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             let pid = if req.exec_id.is_empty() {
                 if process.state() != ProcState::Created {
-                    return ttrpc(Err(TaskError::Precondition(format!(
+                    return Err(TaskError::Precondition(format!(
                         "container {} is not in the created state",
                         req.id
-                    ))));
+                    )));
                 }
-                ttrpc(self.crun.start(&req.id, &container.bundle()).await)?;
+                self.crun.start(&req.id, &container.bundle()).await?;
                 process.pid()
             } else {
-                ttrpc(self.start_exec(&container, &process).await)?
+                self.start_exec(&container, &process).await?
             };
             process.set_running();
-            Ok(StartResponse {
+            Ok::<_, TaskError>(StartResponse {
                 pid,
                 ..Default::default()
             })
@@ -248,69 +244,65 @@ impl Tasks for TaskService {
 
     async fn exec(&self, ctx: &TtrpcContext, req: ExecRequest) -> ttrpc::Result<ExecResponse> {
         let span = info_span!("task.exec", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
             if req.exec_id.is_empty() {
-                return ttrpc(Err(TaskError::Invalid("exec without an exec id".into())));
+                return Err(TaskError::Invalid("exec without an exec id".into()));
             }
             if container.init.exit().is_some() {
-                return ttrpc(Err(TaskError::Precondition(format!(
-                    "container {} is not running",
-                    req.id
-                ))));
+                return Err(TaskError::Precondition(format!("container {} is not running", req.id)));
             }
             let mut execs = container.execs.lock().expect("execs lock");
             if execs.contains_key(&req.exec_id) {
-                return ttrpc(Err(TaskError::Exists(format!("exec {}", req.exec_id))));
+                return Err(TaskError::Exists(format!("exec {}", req.exec_id)));
             }
             let pending = PendingExec {
                 process: req.process,
                 stdio: req.stdio.into_option().unwrap_or_default(),
             };
             execs.insert(req.exec_id.clone(), Process::new(&req.exec_id, Some(pending)));
-            Ok(ExecResponse::default())
+            Ok::<_, TaskError>(ExecResponse::default())
         })
         .await
     }
 
     async fn kill(&self, ctx: &TtrpcContext, req: KillRequest) -> ttrpc::Result<KillResponse> {
         let span = info_span!("task.kill", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             let finished = || TaskError::NoProcess {
                 id: req.id.clone(),
                 exec_id: format!("{} (already finished)", req.exec_id),
             };
             if process.exit().is_some() && !req.all {
-                return ttrpc(Err(finished()));
+                return Err(finished());
             }
             if req.exec_id.is_empty() {
-                ttrpc(self.crun.kill(&req.id, &container.bundle(), req.signal, req.all).await)?;
+                self.crun
+                    .kill(&req.id, &container.bundle(), req.signal, req.all)
+                    .await?;
             } else {
                 let sig = Signal::try_from(req.signal as i32)
-                    .map_err(|_| TaskError::Invalid(format!("signal {}", req.signal)).into_ttrpc())?;
+                    .map_err(|_| TaskError::Invalid(format!("signal {}", req.signal)))?;
                 if process.pid() == 0 {
-                    return ttrpc(Err(TaskError::Precondition(format!(
-                        "exec {} was not started",
-                        req.exec_id
-                    ))));
+                    return Err(TaskError::Precondition(format!("exec {} was not started", req.exec_id)));
                 }
-                kill(Pid::from_raw(process.pid() as i32), sig).map_err(|_| finished().into_ttrpc())?;
+                kill(Pid::from_raw(process.pid() as i32), sig).map_err(|_| finished())?;
             }
-            Ok(KillResponse::default())
+            Ok::<_, TaskError>(KillResponse::default())
         })
         .await
     }
 
     async fn wait(&self, ctx: &TtrpcContext, req: WaitRequest) -> ttrpc::Result<WaitResponse> {
         let span = info_span!("process.wait", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             let (exit_status, exited_at_unix_nano) = process.wait().await;
             let oom_killed = req.exec_id.is_empty() && cgroup::oom_kills(&req.id) > 0;
-            Ok(WaitResponse {
+            Ok::<_, TaskError>(WaitResponse {
                 exit_status,
                 exited_at_unix_nano,
                 oom_killed,
@@ -322,15 +314,15 @@ impl Tasks for TaskService {
 
     async fn delete(&self, ctx: &TtrpcContext, req: DeleteRequest) -> ttrpc::Result<DeleteResponse> {
         let span = info_span!("task.delete", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             if process.state() == ProcState::Running {
-                return ttrpc(Err(TaskError::Precondition(format!(
+                return Err(TaskError::Precondition(format!(
                     "process {} of container {} is running; kill it first",
                     if req.exec_id.is_empty() { "init" } else { &req.exec_id },
                     req.id
-                ))));
+                )));
             }
             let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
             if req.exec_id.is_empty() {
@@ -346,7 +338,7 @@ impl Tasks for TaskService {
             } else {
                 container.execs.lock().expect("execs lock").remove(&req.exec_id);
             }
-            Ok(DeleteResponse {
+            Ok::<_, TaskError>(DeleteResponse {
                 pid: process.pid(),
                 exit_status,
                 exited_at_unix_nano,
@@ -358,11 +350,11 @@ impl Tasks for TaskService {
 
     async fn state(&self, ctx: &TtrpcContext, req: StateRequest) -> ttrpc::Result<StateResponse> {
         let span = info_span!("task.state", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             let (exit_status, exited_at_unix_nano) = process.exit().unwrap_or((0, 0));
-            Ok(StateResponse {
+            Ok::<_, TaskError>(StateResponse {
                 pid: process.pid(),
                 status: status_of(&container, &process).into(),
                 exit_status,
@@ -375,8 +367,8 @@ impl Tasks for TaskService {
 
     async fn pids(&self, ctx: &TtrpcContext, req: PidsRequest) -> ttrpc::Result<PidsResponse> {
         let span = info_span!("task.pids", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
             let execs: HashMap<u32, String> = container
                 .execs
                 .lock()
@@ -392,7 +384,7 @@ impl Tasks for TaskService {
                     ..Default::default()
                 })
                 .collect();
-            Ok(PidsResponse {
+            Ok::<_, TaskError>(PidsResponse {
                 processes,
                 ..Default::default()
             })
@@ -402,31 +394,31 @@ impl Tasks for TaskService {
 
     async fn pause(&self, ctx: &TtrpcContext, req: PauseRequest) -> ttrpc::Result<PauseResponse> {
         let span = info_span!("task.pause", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            ttrpc(self.crun.pause(&req.id, &container.bundle()).await)?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            self.crun.pause(&req.id, &container.bundle()).await?;
             container.paused.store(true, Ordering::SeqCst);
-            Ok(PauseResponse::default())
+            Ok::<_, TaskError>(PauseResponse::default())
         })
         .await
     }
 
     async fn resume(&self, ctx: &TtrpcContext, req: ResumeRequest) -> ttrpc::Result<ResumeResponse> {
         let span = info_span!("task.resume", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            ttrpc(self.crun.resume(&req.id, &container.bundle()).await)?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            self.crun.resume(&req.id, &container.bundle()).await?;
             container.paused.store(false, Ordering::SeqCst);
-            Ok(ResumeResponse::default())
+            Ok::<_, TaskError>(ResumeResponse::default())
         })
         .await
     }
 
     async fn stats(&self, ctx: &TtrpcContext, req: StatsRequest) -> ttrpc::Result<StatsResponse> {
         let span = info_span!("task.stats", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            ttrpc(self.container(&req.id))?;
-            Ok(StatsResponse {
+        handle(ctx, span, async move {
+            self.container(&req.id)?;
+            Ok::<_, TaskError>(StatsResponse {
                 files: cgroup::stat_files(&req.id),
                 ..Default::default()
             })
@@ -436,44 +428,47 @@ impl Tasks for TaskService {
 
     async fn update(&self, ctx: &TtrpcContext, req: UpdateRequest) -> ttrpc::Result<UpdateResponse> {
         let span = info_span!("task.update", container.id = %req.id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
             let file = container.bundle().join("resources.json");
-            ttrpc(std::fs::write(&file, &req.resources).map_err(|e| TaskError::io("write", &file, e)))?;
-            ttrpc(self.crun.update(&req.id, &container.bundle(), &file).await)?;
-            Ok(UpdateResponse::default())
+            std::fs::write(&file, &req.resources).map_err(|e| TaskError::io("write", &file, e))?;
+            self.crun.update(&req.id, &container.bundle(), &file).await?;
+            Ok::<_, TaskError>(UpdateResponse::default())
         })
         .await
     }
 
     async fn resize_pty(&self, ctx: &TtrpcContext, req: ResizePtyRequest) -> ttrpc::Result<ResizePtyResponse> {
         let span = info_span!("task.resize_pty", container.id = %req.id, exec.id = %req.exec_id);
-        trace::handle(ctx, span, async move {
-            let container = ttrpc(self.container(&req.id))?;
-            let process = ttrpc(container.process(&req.exec_id))?;
+        handle(ctx, span, async move {
+            let container = self.container(&req.id)?;
+            let process = container.process(&req.exec_id)?;
             let pty = process.pty.lock().expect("pty lock");
             let master = pty
                 .as_ref()
-                .ok_or_else(|| TaskError::Precondition("the process has no terminal".into()).into_ttrpc())?;
-            ttrpc(resize(master, req.width, req.height))?;
-            Ok(ResizePtyResponse::default())
+                .ok_or_else(|| TaskError::Precondition("the process has no terminal".into()))?;
+            resize(master, req.width, req.height)?;
+            Ok::<_, TaskError>(ResizePtyResponse::default())
         })
         .await
     }
 
     async fn events(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         _req: EventsRequest,
         sender: ServerStreamSender<Event>,
     ) -> ttrpc::Result<()> {
-        let mut events = self.events.subscribe();
-        loop {
-            match events.recv().await {
-                Ok(event) => sender.send(&event).await?,
-                Err(broadcast::error::RecvError::Lagged(n)) => warn!("events stream lagged by {n}"),
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        handle(ctx, Span::none(), async move {
+            let mut events = self.events.subscribe();
+            loop {
+                match events.recv().await {
+                    Ok(event) => sender.send(&event).await?,
+                    Err(broadcast::error::RecvError::Lagged(n)) => warn!("events stream lagged by {n}"),
+                    Err(broadcast::error::RecvError::Closed) => return Ok::<_, ttrpc::Error>(()),
+                }
             }
-        }
+        })
+        .await
     }
 }

@@ -10,6 +10,7 @@ use voidbox_api::traces::*;
 use voidbox_api::traces_ttrpc::Traces;
 
 use super::SpanBuffer;
+use crate::services::handler::handle;
 
 /// Spans per message: keeps each TTRPC message far below its size limit.
 const BATCH: usize = 128;
@@ -33,10 +34,17 @@ impl TraceService {
 impl Traces for TraceService {
     async fn stream(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         _req: StreamRequest,
         sender: ServerStreamSender<SpanBatch>,
     ) -> ttrpc::Result<()> {
+        handle(ctx, tracing::Span::none(), self.drain(sender)).await
+    }
+}
+
+impl TraceService {
+    /// Sends the buffered spans in batches until the guest powers off.
+    async fn drain(&self, sender: ServerStreamSender<SpanBatch>) -> ttrpc::Result<()> {
         let Some(buffer) = &self.buffer else { return Ok(()) };
         let mut rx = buffer.rx.lock().await;
         let mut closing = self.closing.clone();
