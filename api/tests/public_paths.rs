@@ -37,3 +37,11 @@ fn debug_paths() {
     let _ = DebugClient::new;
     let _: fn(std::sync::Arc<dyn Debug + Send + Sync>) -> _ = create_debug;
 }
+
+#[test]
+fn ids_paths() {
+    use voidbox_api::ids::{check_container_id, guest_cgroup_path, GUEST_CGROUP_PARENT};
+
+    assert!(check_container_id("c1").is_ok());
+    assert_eq!(guest_cgroup_path("c1"), format!("{GUEST_CGROUP_PARENT}/c1"));
+}
