@@ -4,11 +4,15 @@ CARGO       ?= cargo
 CACHE       ?= /var/cache/voidbox
 PREFIX      ?= /usr/local
 GUEST_TARGET = x86_64-unknown-linux-gnu
-GUEST_BIN    = target/$(GUEST_TARGET)/release
+# Where cargo puts the guest's binaries ($CARGO_TARGET_DIR, as hack/with-assets.sh reads it).
+GUEST_BIN    = $(or $(CARGO_TARGET_DIR),target)/$(GUEST_TARGET)/release
 # The guest's binaries are static (the image carries no libc for them) and
 # independent of where the checkout lives, so the image is too.
 GUEST_FLAGS  = RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$(CURDIR)=/voidbox"
+# The suites run on the test image (its vminitd serves the Debug service they use);
+# the demo, the bench and what `make install` ships use the release image.
 WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
+WITH_RELEASE = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh --release
 
 export VOIDBOX_CACHE := $(CACHE)
 
@@ -25,17 +29,26 @@ deps:
 kernel: deps
 	@guest/build-kernel.sh
 
-## guest-bins: vminitd and the bench's bare init, static
+## guest-bins: vminitd and the bench's bare init, static. vminitd twice: with the
+## test-only Debug service ($(GUEST_BIN)/vminitd-debug, the test image's) and
+## without it ($(GUEST_BIN)/vminitd, the release image's). Cargo keeps both
+## builds cached (features are part of its fingerprint); the release one is
+## built last, so the plain `vminitd` is always the one without the feature.
 guest-bins:
+	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd --features vminitd/debug-rpcs
+	cp -f $(GUEST_BIN)/vminitd $(GUEST_BIN)/vminitd-debug
 	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd -p bare-init
 
-## image: the guest root (erofs, plus an initramfs twin), cached by input hash
+## image: the guest roots (erofs, plus an initramfs twin), cached by input hash:
+## the release image, then the test image (vminitd-debug)
 image: deps guest-bins
 	@guest/build-image.sh $(GUEST_BIN)/vminitd
+	@guest/build-image.sh $(GUEST_BIN)/vminitd-debug
 
-## image-verify: two builds from the same inputs must be byte-identical
+## image-verify: two builds from the same inputs must be byte-identical, for both images
 image-verify: deps guest-bins
 	guest/build-image.sh --verify $(GUEST_BIN)/vminitd
+	guest/build-image.sh --verify $(GUEST_BIN)/vminitd-debug
 
 ## build: the host binaries
 build:
@@ -69,16 +82,16 @@ test-libkrun:
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi
 
-## bench: boot time against the bare kernel, container start against runc, tracing on against off,
+## bench (release image): boot time against the bare kernel, container start against runc, tracing on against off,
 ## a dead OTLP endpoint against none (medians of one run)
 bench: deps kernel guest-bins
 	$(CARGO) build --release -p voidbox-hack -p voidbox-shim
-	$(WITH_ASSETS) target/release/voidbox-bench
+	$(WITH_RELEASE) target/release/voidbox-bench
 
-## demo: a real container in a micro-VM, through a private containerd, and its trace
+## demo: a real container in a micro-VM (the release image), through a private containerd, and its trace
 demo: deps kernel guest-bins
 	$(CARGO) build -p voidbox-shim -p voidbox-integration -p voidbox-hack --bins
-	$(WITH_ASSETS) hack/demo.sh
+	$(WITH_RELEASE) hack/demo.sh
 
 ## jaeger-start / jaeger-stop / jaeger-open: Jaeger all-in-one (docker or podman)
 jaeger-start:
@@ -98,7 +111,7 @@ test-tracing: deps kernel guest-bins
 	VOIDBOX_TRACE_OUT=$(CURDIR)/$(TRACE_OUT) $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
 		--test tracing --test tracing_containerd --test tracing_dead_endpoint --test trace_flood
 	@if hack/jaeger.sh status >/dev/null 2>&1; then \
-		$(WITH_ASSETS) env DEMO_OTLP_ENDPOINT=http://localhost:4318 hack/demo.sh >/dev/null && \
+		$(WITH_RELEASE) env DEMO_OTLP_ENDPOINT=http://localhost:4318 hack/demo.sh >/dev/null && \
 		echo "test-tracing: a traced container went to Jaeger: make jaeger-open (service voidbox), or make jaeger-gantt"; \
 	fi
 	@echo "test-tracing: the traced test run is in $(TRACE_OUT): make jaeger-gantt TRACE_FILE=$(TRACE_OUT)"
@@ -110,14 +123,14 @@ jaeger-gantt:
 	@if [ -n "$(TRACE_FILE)" ]; then target/debug/voidbox-trace show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
 	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
-## install: the shim to $(PREFIX)/bin, kernel and guest image to $(PREFIX)/share/voidbox,
+## install: the shim to $(PREFIX)/bin, kernel and the release guest image to $(PREFIX)/share/voidbox,
 ## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself
 install: deps kernel guest-bins
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
 		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \
 		install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
-		install -D -m 0644 "$$VOIDBOX_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \
+		install -D -m 0644 "$$VOIDBOX_RELEASE_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \
 		install -D -m 0755 "$$VOIDBOX_VHOST_VSOCK" $(DESTDIR)$(PREFIX)/libexec/voidbox/vhost-device-vsock'
 
 uninstall:

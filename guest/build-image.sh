@@ -9,8 +9,13 @@
 #   guest/build-image.sh --bare BARE_INIT     -> prints the cached bare.cpio (bench baseline)
 #   guest/build-image.sh --verify VMINITD     -> builds twice, fails unless byte-identical
 #
+# VMINITD is the release vminitd or the test one (vminitd-debug, with the
+# Debug service): `make image` builds both images. Each is cached under the
+# hash of its own inputs, so the two never share an entry.
+#
 # Outputs are cached under $VOIDBOX_CACHE (default /var/cache/voidbox), keyed
-# by the hash of every input; only the newest few entries are kept.
+# by the hash of every input; only the newest few entries are kept (enough
+# for both images of a few builds).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -131,7 +136,7 @@ case ${1:-} in
     ;;
 *)
     init=${1:?usage: build-image.sh VMINITD}
-    [[ -x $init ]] || die "vminitd binary $init missing; build it with 'make vminitd'"
+    [[ -x $init ]] || die "vminitd binary $init missing; build it with 'make guest-bins'"
     key=$(image_key "$init")
     out=$cache/image-$key
     if [[ ! -f $out/guest.erofs ]]; then
@@ -139,7 +144,7 @@ case ${1:-} in
         build_into "$out.tmp" "$init"
         rm -rf "$out"
         mv "$out.tmp" "$out"
-        prune 'image-*' 3
+        prune 'image-*' 6
     fi
     echo "$out"
     ;;

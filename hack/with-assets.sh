@@ -1,23 +1,38 @@
 #!/usr/bin/env bash
 # Runs a command with the guest assets built (or found in the cache) and
 # pointed at by the environment the tests, the bench and the demo read:
-#   VOIDBOX_KERNEL, VOIDBOX_IMAGE, VOIDBOX_BARE_INITRD, VOIDBOX_VHOST_VSOCK,
+#   VOIDBOX_KERNEL, VOIDBOX_IMAGE, VOIDBOX_RELEASE_IMAGE, VOIDBOX_BARE_INITRD,
+#   VOIDBOX_VHOST_VSOCK,
 #   VOIDBOX_CONTAINERD2_DIR (unpacked containerd 2.1: usr/bin/containerd, ctr)
 #   and VOIDBOX_DOCKER_DIR (unpacked Docker 28: usr/sbin/dockerd, usr/bin/docker)
 #
-#   hack/with-assets.sh COMMAND [ARGS...]
+# VOIDBOX_IMAGE is the test image: its vminitd (vminitd-debug, built with the
+# `debug-rpcs` feature) serves the Debug service the suites use.
+# VOIDBOX_RELEASE_IMAGE is the image without it, the one `make install` ships;
+# with --release, VOIDBOX_IMAGE is that one too (the demo, the bench).
+#
+#   hack/with-assets.sh [--release] COMMAND [ARGS...]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$top/target}/x86_64-unknown-linux-gnu/release
+release=
+if [[ ${1:-} == --release ]]; then
+    release=1
+    shift
+fi
 
 VOIDBOX_VHOST_VSOCK=$("$top/hack/install-deps.sh")
 VOIDBOX_KERNEL=$("$top/guest/build-kernel.sh")
-image_dir=$("$top/guest/build-image.sh" "$target/vminitd")
-VOIDBOX_IMAGE=$image_dir/guest.erofs
+VOIDBOX_RELEASE_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd")/guest.erofs
+if [[ -n $release ]]; then
+    VOIDBOX_IMAGE=$VOIDBOX_RELEASE_IMAGE
+else
+    VOIDBOX_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd-debug")/guest.erofs
+fi
 VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
 # install-deps.sh has fetched these already: here they are only looked up.
 VOIDBOX_CONTAINERD2_DIR=$("$top/hack/fetch-debs.sh" client containerd)
 VOIDBOX_DOCKER_DIR=$("$top/hack/fetch-debs.sh" client docker)
-export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_BARE_INITRD \
+export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_BARE_INITRD \
     VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR
 exec "$@"

@@ -1,6 +1,19 @@
 //! Container ids become path components in the guest (bundles, cgroups,
 //! shares). Both sides check them: the shim before it boots a VM, vminitd
 //! because it trusts nothing.
+//!
+//! The guest cgroup of a container is one rule both sides share: the shim
+//! writes it into the spec as `linux.cgroupsPath`, vminitd refuses any other
+//! (its stats, pids and OOM accounting read that cgroup).
+
+/// The parent of every container's cgroup in the guest.
+pub const GUEST_CGROUP_PARENT: &str = "/containers";
+
+/// A container's cgroup in the guest, as the spec's `linux.cgroupsPath`
+/// must name it: `/containers/<id>`.
+pub fn guest_cgroup_path(id: &str) -> String {
+    format!("{GUEST_CGROUP_PARENT}/{id}")
+}
 
 /// `Ok` for 1 to 128 of `[A-Za-z0-9_.-]`, other than `.` and `..`.
 pub fn check_container_id(id: &str) -> Result<(), String> {
@@ -18,7 +31,7 @@ pub fn check_container_id(id: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_container_id;
+    use super::{check_container_id, guest_cgroup_path};
 
     #[test]
     fn ids_are_path_components() {
@@ -26,5 +39,10 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "a+b", &"x".repeat(129)] {
             assert!(check_container_id(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn guest_cgroups_live_under_containers() {
+        assert_eq!(guest_cgroup_path("c1"), "/containers/c1");
     }
 }

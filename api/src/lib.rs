@@ -9,7 +9,7 @@ pub use ttrpc;
 /// Guest port vminitd dials on the host (CID 2) to offer its TTRPC server.
 pub const TTRPC_PORT: u32 = 1024;
 
-/// `voidbox.system.v1`: guest identity, boot times, mounts, power.
+/// `voidbox.system.v1`: guest identity, boot times, clock, network, power.
 pub mod system {
     include!(concat!(env!("OUT_DIR"), "/gen/system.rs"));
 }
@@ -46,6 +46,19 @@ pub mod traces {
 /// Async TTRPC stubs of the Traces service.
 pub mod traces_ttrpc {
     include!(concat!(env!("OUT_DIR"), "/gen/traces_ttrpc.rs"));
+}
+
+/// `voidbox.debug.v1`: test-only requests (read a file, mount, flood the
+/// span buffer). Only a vminitd built with its `debug-rpcs` feature (the
+/// test image's) serves them; a release guest answers them as unknown.
+#[cfg(feature = "debug")]
+pub mod debug {
+    include!(concat!(env!("OUT_DIR"), "/gen/debug.rs"));
+}
+/// Async TTRPC stubs of the Debug service.
+#[cfg(feature = "debug")]
+pub mod debug_ttrpc {
+    include!(concat!(env!("OUT_DIR"), "/gen/debug_ttrpc.rs"));
 }
 
 /// Container id rules, shared by the shim and vminitd.

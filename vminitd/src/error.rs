@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use ttrpc::Code;
+
+use crate::services::handler::RpcError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("mount {fstype} on {target}: {source}")]
@@ -32,16 +36,20 @@ impl Error {
             source,
         }
     }
+}
 
-    /// Maps the error onto a TTRPC status the host can act on.
-    pub fn into_ttrpc(self) -> ttrpc::Error {
-        use ttrpc::Code;
-        let code = match &self {
+/// Codes the host can act on.
+impl RpcError for Error {
+    fn code(&self) -> Code {
+        match self {
             Error::Invalid(_) => Code::INVALID_ARGUMENT,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
             Error::Mount { source, .. } | Error::Sys { source, .. } if *source == nix::Error::ENOENT => Code::NOT_FOUND,
             _ => Code::INTERNAL,
-        };
-        ttrpc::Error::RpcStatus(ttrpc::get_status(code, self.to_string()))
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
     }
 }

@@ -85,12 +85,13 @@ async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<A
     };
     let tasks = tasks::TaskService::new(reaper);
     let traces = trace::TraceService::new(spans, closing);
-    let mut server = ttrpc::r#async::Server::new()
+    let server = ttrpc::r#async::Server::new()
         .add_listener(vsock::dial_listener(port, on_connect))
         .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)))
         .register_service(voidbox_api::task_ttrpc::create_tasks(Arc::new(tasks)))
         .register_service(voidbox_api::traces_ttrpc::create_traces(Arc::new(traces)))
         .register_service(voidbox_api::telemetry_ttrpc::create_telemetry(Arc::new(telemetry)));
+    let mut server = services::with_debug(server);
     if let Err(e) = server.start().await {
         error!("cannot start the TTRPC server: {e}");
         return;

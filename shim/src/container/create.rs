@@ -104,7 +104,7 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
         traced(info_span!("MountSetup", mounts = opts.rootfs.len()), async {
             let rootfs = Rootfs::mount(&bundle.rootfs(), opts.rootfs)?;
             let mut share = sandbox.shared.lock().expect("shared lock").container(opts.id)?;
-            let files = bind_files(&mut share, &bundle, &rootfs);
+            let files = bind_files(&mut share, opts.id, &bundle, &rootfs);
             match files {
                 Ok((spec, path)) => Ok((rootfs, share, spec, path)),
                 Err(e) => {
@@ -184,8 +184,8 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
 
 /// Binds the rootfs and the volumes into the share; returns the guest's
 /// spec and the rootfs path in the share.
-fn bind_files(share: &mut ContainerShare, bundle: &Bundle, rootfs: &Rootfs) -> Result<(Vec<u8>, String)> {
+fn bind_files(share: &mut ContainerShare, id: &str, bundle: &Bundle, rootfs: &Rootfs) -> Result<(Vec<u8>, String)> {
     let rootfs_path = share.bind_rootfs(rootfs.path())?;
-    let spec = bundle.guest_spec(|source| share.bind_volume(source))?;
+    let spec = bundle.guest_spec(id, |source| share.bind_volume(source))?;
     Ok((spec, rootfs_path))
 }

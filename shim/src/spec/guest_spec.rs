@@ -26,8 +26,10 @@ impl Bundle {
     /// - the container gets a cgroup namespace and cgroup2 on
     ///   /sys/fs/cgroup: the guest is pure cgroup v2 whatever the host's
     ///   mode (which shaped the spec the client wrote), and runtimes such
-    ///   as the JVM's or Go's read the container's limits there.
-    pub fn guest_spec(&self, mut share: impl FnMut(&Path) -> Result<String>) -> Result<Vec<u8>> {
+    ///   as the JVM's or Go's read the container's limits there;
+    /// - its cgroup is the guest's `/containers/<id>`, where vminitd reads
+    ///   its stats, pids and OOM kills (and refuses any other).
+    pub fn guest_spec(&self, id: &str, mut share: impl FnMut(&Path) -> Result<String>) -> Result<Vec<u8>> {
         let role = &self.role;
         let mut v = self.raw.clone();
         let namespaces = self.namespaces()?;
@@ -44,7 +46,14 @@ impl Bundle {
             process.remove("apparmorProfile");
             process.remove("selinuxLabel");
         }
+        if let Some(obj) = v.as_object_mut() {
+            obj.entry("linux").or_insert_with(|| Value::Object(Default::default()));
+        }
         if let Some(linux) = v.get_mut("linux").and_then(Value::as_object_mut) {
+            linux.insert(
+                "cgroupsPath".into(),
+                Value::String(voidbox_api::ids::guest_cgroup_path(id)),
+            );
             linux.remove("mountLabel");
             if role.in_pod() {
                 if let Some(sysctl) = linux.get_mut("sysctl").and_then(Value::as_object_mut) {

@@ -10,9 +10,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::broadcast;
 use tracing::{debug, warn};
+use voidbox_api::ids::guest_cgroup_path;
 use voidbox_api::task::{event, Event, Oom};
-
-use crate::tasks::spec::cgroup_path;
 
 /// Files the host turns into containerd's cgroup v2 metrics.
 const STAT_FILES: &[&str] = &[
@@ -29,7 +28,7 @@ const STAT_FILES: &[&str] = &[
 ];
 
 pub fn dir(id: &str) -> PathBuf {
-    PathBuf::from(crate::cgroups::ROOT).join(cgroup_path(id).trim_start_matches('/'))
+    PathBuf::from(crate::cgroups::ROOT).join(guest_cgroup_path(id).trim_start_matches('/'))
 }
 
 /// The stat files that exist, by name.

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use ttrpc::Code;
 
+use crate::services::handler::RpcError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
     #[error("container {0} not found")]
@@ -38,9 +40,12 @@ impl TaskError {
             source,
         }
     }
+}
 
-    pub fn into_ttrpc(self) -> ttrpc::Error {
-        let code = match &self {
+/// Codes containerd understands.
+impl RpcError for TaskError {
+    fn code(&self) -> Code {
+        match self {
             TaskError::NoContainer(_) | TaskError::NoProcess { .. } => Code::NOT_FOUND,
             TaskError::Exists(_) => Code::ALREADY_EXISTS,
             TaskError::Precondition(_) => Code::FAILED_PRECONDITION,
@@ -49,7 +54,10 @@ impl TaskError {
                 Code::NOT_FOUND
             }
             _ => Code::UNKNOWN,
-        };
-        ttrpc::Error::RpcStatus(ttrpc::get_status(code, self.to_string()))
+        }
+    }
+
+    fn message(&self) -> String {
+        self.to_string()
     }
 }

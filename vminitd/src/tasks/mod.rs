@@ -11,4 +11,3 @@ mod spec;
 mod stdio;
 
 pub use service::TaskService;
-pub use spec::CGROUP_PARENT;

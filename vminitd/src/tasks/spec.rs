@@ -1,34 +1,43 @@
-//! The guest's edits to a container's OCI spec: where its root and its cgroup
-//! are in this VM. Everything else is the host's business and stays as sent.
+//! The guest's one edit to a container's OCI spec: where its root is in this
+//! VM. Everything else, `linux.cgroupsPath` included, is the host's business
+//! and stays as sent; the cgroup path is checked, not rewritten.
 
 use serde_json::Value;
+use voidbox_api::ids::guest_cgroup_path;
 
 use crate::tasks::error::TaskError;
 
-/// The parent of every container's cgroup in the guest.
-pub const CGROUP_PARENT: &str = "/containers";
-
-pub fn cgroup_path(id: &str) -> String {
-    format!("{CGROUP_PARENT}/{id}")
-}
-
-/// Points the spec at `rootfs` and at the container's guest cgroup.
+/// Points the spec at `rootfs`, after checking that its cgroup is the one
+/// the guest reads stats, pids and OOM kills from.
 pub fn for_guest(spec: &[u8], id: &str, rootfs: &str) -> Result<Vec<u8>, TaskError> {
     let mut v: Value =
         serde_json::from_slice(spec).map_err(|e| TaskError::Invalid(format!("config.json is not valid JSON: {e}")))?;
     let obj = v
         .as_object_mut()
         .ok_or_else(|| TaskError::Invalid("config.json is not a JSON object".into()))?;
+    check_cgroup(obj, id)?;
     let root = obj.entry("root").or_insert_with(|| Value::Object(Default::default()));
     root.as_object_mut()
         .ok_or_else(|| TaskError::Invalid("config.json: root is not an object".into()))?
         .insert("path".into(), Value::String(rootfs.into()));
-    let linux = obj.entry("linux").or_insert_with(|| Value::Object(Default::default()));
-    linux
-        .as_object_mut()
-        .ok_or_else(|| TaskError::Invalid("config.json: linux is not an object".into()))?
-        .insert("cgroupsPath".into(), Value::String(cgroup_path(id)));
     Ok(serde_json::to_vec_pretty(&v).expect("a Value serializes"))
+}
+
+/// `linux.cgroupsPath` must be exactly `guest_cgroup_path(id)`.
+fn check_cgroup(spec: &serde_json::Map<String, Value>, id: &str) -> Result<(), TaskError> {
+    let expected = guest_cgroup_path(id);
+    let sent = spec.get("linux").and_then(|l| l.get("cgroupsPath"));
+    if sent.and_then(Value::as_str) == Some(expected.as_str()) {
+        return Ok(());
+    }
+    let sent = match sent {
+        None => "missing".to_string(),
+        Some(v) => v.to_string(),
+    };
+    Err(TaskError::Invalid(format!(
+        "config.json: linux.cgroupsPath must be {expected:?}, the guest cgroup its stats and OOM kills are read \
+         from; it is {sent}"
+    )))
 }
 
 #[cfg(test)]
@@ -36,8 +45,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sets_root_and_cgroup_and_keeps_the_rest() {
-        let spec = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"args":["sh"]},"linux":{"cgroupsPath":"/default/c1"}}"#;
+    fn sets_root_and_keeps_the_rest() {
+        let spec = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"args":["sh"]},"linux":{"cgroupsPath":"/containers/c1"}}"#;
         let out: Value = serde_json::from_slice(&for_guest(spec, "c1", "/run/c1/rootfs").unwrap()).unwrap();
         assert_eq!(out["root"]["path"], "/run/c1/rootfs");
         assert_eq!(out["root"]["readonly"], true);
@@ -48,5 +57,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not valid JSON"));
+    }
+
+    #[test]
+    fn refuses_any_other_cgroup() {
+        for (spec, sent) in [
+            (&br#"{"linux":{"cgroupsPath":"/default/c1"}}"#[..], r#""/default/c1""#),
+            (br#"{"linux":{"cgroupsPath":"/containers/c2"}}"#, r#""/containers/c2""#),
+            (br#"{"linux":{"cgroupsPath":7}}"#, "7"),
+            (br#"{"linux":{}}"#, "missing"),
+            (br#"{}"#, "missing"),
+        ] {
+            let err = for_guest(spec, "c1", "/r").unwrap_err();
+            assert!(matches!(err, TaskError::Invalid(_)), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(r#"linux.cgroupsPath must be "/containers/c1""#), "{msg}");
+            assert!(msg.ends_with(&format!("it is {sent}")), "{msg}");
+        }
     }
 }

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Span;
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::telemetry::{Sample, StreamRequest};
 use voidbox_api::telemetry_ttrpc::Telemetry;
+
+use crate::services::handler::handle;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_millis(1000);
 
@@ -23,27 +26,30 @@ pub struct TelemetryService {
 impl Telemetry for TelemetryService {
     async fn stream(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: StreamRequest,
         sender: ServerStreamSender<Sample>,
     ) -> ttrpc::Result<()> {
-        self.streams.fetch_add(1, Ordering::SeqCst);
-        let interval = match req.interval_ms {
-            0 => DEFAULT_INTERVAL,
-            ms => Duration::from_millis(ms.max(50)),
-        };
-        // The first sample waits one interval: the host opens this stream
-        // as the VM finishes booting, while the container's start is under
-        // way and every guest cycle counts.
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut sent = 0;
-        while req.max_samples == 0 || sent < req.max_samples {
-            tick.tick().await;
-            // A failed send means the host hung up: stop sampling.
-            sender.send(&sample::take()).await?;
-            sent += 1;
-        }
-        Ok(())
+        handle(ctx, Span::none(), async move {
+            self.streams.fetch_add(1, Ordering::SeqCst);
+            let interval = match req.interval_ms {
+                0 => DEFAULT_INTERVAL,
+                ms => Duration::from_millis(ms.max(50)),
+            };
+            // The first sample waits one interval: the host opens this stream
+            // as the VM finishes booting, while the container's start is under
+            // way and every guest cycle counts.
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut sent = 0;
+            while req.max_samples == 0 || sent < req.max_samples {
+                tick.tick().await;
+                // A failed send means the host hung up: stop sampling.
+                sender.send(&sample::take()).await?;
+                sent += 1;
+            }
+            Ok::<_, ttrpc::Error>(())
+        })
+        .await
     }
 }

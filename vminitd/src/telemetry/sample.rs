@@ -78,7 +78,7 @@ fn flat(text: &str, key: &str) -> u64 {
 }
 
 fn containers() -> Vec<ContainerSample> {
-    let parent = format!("{ROOT}{}", crate::tasks::CGROUP_PARENT);
+    let parent = format!("{ROOT}{}", voidbox_api::ids::GUEST_CGROUP_PARENT);
     let Ok(dir) = std::fs::read_dir(&parent) else {
         return Vec::new();
     };

@@ -48,26 +48,3 @@ pub fn init(cmdline: &Cmdline) -> Option<Arc<SpanBuffer>> {
 pub fn parent(ctx: &ttrpc::r#async::TtrpcContext) -> opentelemetry::Context {
     voidbox_api::otel::propagation::extract(&ctx.metadata)
 }
-
-/// Runs a handler's body in `span`, a child of the context the host sent;
-/// a failure sets the span's status and `error.kind`. The span ends on every
-/// return path, when the body's future completes or is dropped.
-pub async fn handle<T>(
-    ctx: &ttrpc::r#async::TtrpcContext,
-    span: tracing::Span,
-    body: impl std::future::Future<Output = ttrpc::Result<T>>,
-) -> ttrpc::Result<T> {
-    use tracing::Instrument;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let _ = span.set_parent(parent(ctx));
-    let result = body.instrument(span.clone()).await;
-    if let Err(e) = &result {
-        let (kind, message) = match e {
-            ttrpc::Error::RpcStatus(s) => (format!("{:?}", s.code()), s.message().to_string()),
-            other => ("INTERNAL".to_string(), other.to_string()),
-        };
-        span.set_status(opentelemetry::trace::Status::error(message));
-        span.set_attribute("error.kind", kind);
-    }
-    result
-}

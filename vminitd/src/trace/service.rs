@@ -1,17 +1,16 @@
 //! `voidbox.traces.v1.Traces`: the span buffer, drained to the host.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
-use tracing::info_span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::traces::*;
 use voidbox_api::traces_ttrpc::Traces;
 
 use super::SpanBuffer;
+use crate::services::handler::handle;
 
 /// Spans per message: keeps each TTRPC message far below its size limit.
 const BATCH: usize = 128;
@@ -35,10 +34,17 @@ impl TraceService {
 impl Traces for TraceService {
     async fn stream(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         _req: StreamRequest,
         sender: ServerStreamSender<SpanBatch>,
     ) -> ttrpc::Result<()> {
+        handle(ctx, tracing::Span::none(), self.drain(sender)).await
+    }
+}
+
+impl TraceService {
+    /// Sends the buffered spans in batches until the guest powers off.
+    async fn drain(&self, sender: ServerStreamSender<SpanBatch>) -> ttrpc::Result<()> {
         let Some(buffer) = &self.buffer else { return Ok(()) };
         let mut rx = buffer.rx.lock().await;
         let mut closing = self.closing.clone();
@@ -88,26 +94,5 @@ impl Traces for TraceService {
                 return Ok(());
             }
         }
-    }
-
-    async fn flood(&self, ctx: &TtrpcContext, req: FloodRequest) -> ttrpc::Result<FloodResponse> {
-        let span = info_span!("traces.flood", count = req.count);
-        let _ = span.set_parent(super::parent(ctx));
-        // A tight loop: on a blocking thread, so it starves no other task.
-        let elapsed = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
-                let start = Instant::now();
-                for i in 0..req.count {
-                    let _s = info_span!("flood.span", i).entered();
-                }
-                start.elapsed()
-            })
-        })
-        .await
-        .map_err(|e| ttrpc::Error::Others(e.to_string()))?;
-        Ok(FloodResponse {
-            elapsed_ns: elapsed.as_nanos() as u64,
-            ..Default::default()
-        })
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use voidbox_api::telemetry::StreamRequest;
+use voidbox_shim::config::HostConfig;
 use voidbox_shim::container::{self, CreateOptions};
 use voidbox_shim::guest::GuestClient;
 use voidbox_shim::sandbox::{Observability, Sandboxes};
@@ -65,13 +66,14 @@ pub async fn run(rounds: usize) -> Result<(), String> {
 }
 
 async fn measure(bundle: &Path, rounds: usize) -> Result<(), String> {
+    let host = HostConfig::from_env()?;
     let opts = CreateOptions {
         namespace: "bench",
         id: "bench-telemetry",
         rootfs: &[],
         io: Default::default(),
         options: None,
-        backend_env: None,
+        host: &host,
         received: Instant::now(),
     };
     let bundle = Bundle::load(bundle).map_err(|e| e.to_string())?;

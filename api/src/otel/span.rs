@@ -1,146 +1,16 @@
-//! Spans between the OpenTelemetry SDK and the wire, losslessly: ids, parent,
-//! kind, times, attributes, events, links, status and scope all cross.
+//! Whole spans: the SDK's SpanData to the wire and back.
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry::trace::{Event, Link, SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use protobuf::{EnumOrUnknown, MessageField};
 
+use super::values::{attrs_from_wire, attrs_to_wire, kind_from_wire, kind_to_wire};
+use super::{system_time, unix_nanos};
 use crate::traces as wire;
-
-pub fn unix_nanos(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
-        Err(e) => -(e.duration().as_nanos() as i64),
-    }
-}
-
-pub fn system_time(nanos: i64) -> SystemTime {
-    if nanos >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs())
-    }
-}
-
-fn value_to_wire(v: &Value) -> wire::Value {
-    use wire::value::Kind;
-    let kind = match v {
-        Value::Bool(b) => Kind::Bool(*b),
-        Value::I64(i) => Kind::Int(*i),
-        Value::F64(f) => Kind::Double(*f),
-        Value::String(s) => Kind::String(s.to_string()),
-        Value::Array(a) => {
-            let values: Vec<wire::Value> = match a {
-                Array::Bool(v) => v.iter().map(|b| value_to_wire(&Value::Bool(*b))).collect(),
-                Array::I64(v) => v.iter().map(|i| value_to_wire(&Value::I64(*i))).collect(),
-                Array::F64(v) => v.iter().map(|f| value_to_wire(&Value::F64(*f))).collect(),
-                Array::String(v) => v.iter().map(|s| value_to_wire(&Value::String(s.clone()))).collect(),
-                _ => Vec::new(),
-            };
-            Kind::Array(wire::Array {
-                values,
-                ..Default::default()
-            })
-        }
-        other => Kind::String(other.to_string()),
-    };
-    wire::Value {
-        kind: Some(kind),
-        ..Default::default()
-    }
-}
-
-fn value_from_wire(v: &wire::Value) -> Value {
-    use wire::value::Kind;
-    match &v.kind {
-        Some(Kind::Bool(b)) => Value::Bool(*b),
-        Some(Kind::Int(i)) => Value::I64(*i),
-        Some(Kind::Double(f)) => Value::F64(*f),
-        Some(Kind::String(s)) => Value::String(s.clone().into()),
-        Some(Kind::Array(a)) => {
-            let vals: Vec<Value> = a.values.iter().map(value_from_wire).collect();
-            // OpenTelemetry arrays are homogeneous; the first element decides.
-            match vals.first() {
-                Some(Value::Bool(_)) => Value::Array(Array::Bool(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::Bool(b) => Some(*b),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Some(Value::I64(_)) => Value::Array(Array::I64(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::I64(i) => Some(*i),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Some(Value::F64(_)) => Value::Array(Array::F64(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::F64(f) => Some(*f),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                _ => Value::Array(Array::String(
-                    vals.iter().map(|v| StringValue::from(v.to_string())).collect(),
-                )),
-            }
-        }
-        None => Value::String("".into()),
-    }
-}
-
-fn attrs_to_wire(attrs: &[KeyValue]) -> Vec<wire::KeyValue> {
-    attrs
-        .iter()
-        .map(|kv| wire::KeyValue {
-            key: kv.key.to_string(),
-            value: MessageField::some(value_to_wire(&kv.value)),
-            ..Default::default()
-        })
-        .collect()
-}
-
-fn attrs_from_wire(attrs: &[wire::KeyValue]) -> Vec<KeyValue> {
-    attrs
-        .iter()
-        .map(|kv| {
-            KeyValue::new(
-                kv.key.clone(),
-                kv.value.as_ref().map(value_from_wire).unwrap_or(Value::Bool(false)),
-            )
-        })
-        .collect()
-}
-
-fn kind_to_wire(k: &SpanKind) -> wire::SpanKind {
-    match k {
-        SpanKind::Internal => wire::SpanKind::INTERNAL,
-        SpanKind::Server => wire::SpanKind::SERVER,
-        SpanKind::Client => wire::SpanKind::CLIENT,
-        SpanKind::Producer => wire::SpanKind::PRODUCER,
-        SpanKind::Consumer => wire::SpanKind::CONSUMER,
-    }
-}
-
-fn kind_from_wire(k: wire::SpanKind) -> SpanKind {
-    match k {
-        wire::SpanKind::INTERNAL => SpanKind::Internal,
-        wire::SpanKind::SERVER => SpanKind::Server,
-        wire::SpanKind::CLIENT => SpanKind::Client,
-        wire::SpanKind::PRODUCER => SpanKind::Producer,
-        wire::SpanKind::CONSUMER => SpanKind::Consumer,
-    }
-}
 
 /// A finished span as the guest sends it.
 pub fn to_wire(span: &SpanData) -> wire::Span {
@@ -290,6 +160,9 @@ pub fn from_wire(span: &wire::Span, rebase: impl Fn(i64) -> i64) -> Option<SpanD
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::SpanKind;
+    use opentelemetry::{Array, KeyValue, Value};
+
     use super::*;
 
     #[test]
@@ -342,81 +215,5 @@ mod tests {
         assert_eq!(back.events.events[0].attributes, vec![KeyValue::new("n", 2i64)]);
         assert_eq!(back.status, original.status);
         assert_eq!(back.instrumentation_scope.version(), Some("0.1"));
-    }
-}
-
-/// W3C trace context and baggage in TTRPC request metadata, where
-/// containerd 2.x's otelttrpc interceptor puts them.
-pub mod propagation {
-    use std::collections::HashMap;
-
-    use opentelemetry::propagation::{Extractor, Injector, TextMapCompositePropagator, TextMapPropagator};
-    use opentelemetry::Context;
-    use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-
-    pub type Metadata = HashMap<String, Vec<String>>;
-
-    fn propagator() -> TextMapCompositePropagator {
-        TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ])
-    }
-
-    struct Reader<'a>(&'a Metadata);
-
-    impl Extractor for Reader<'_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0.get(key).and_then(|v| v.first()).map(String::as_str)
-        }
-        fn keys(&self) -> Vec<&str> {
-            self.0.keys().map(String::as_str).collect()
-        }
-    }
-
-    struct Writer<'a>(&'a mut Metadata);
-
-    impl Injector for Writer<'_> {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.insert(key.to_string(), vec![value]);
-        }
-    }
-
-    /// The context the caller propagated (an empty one when it sent none).
-    pub fn extract(metadata: &Metadata) -> Context {
-        propagator().extract(&Reader(metadata))
-    }
-
-    /// Adds `cx` (traceparent, tracestate, baggage) to `metadata`.
-    pub fn inject(cx: &Context, metadata: &mut Metadata) {
-        propagator().inject_context(cx, &mut Writer(metadata));
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use opentelemetry::trace::TraceContextExt;
-
-        use super::*;
-
-        #[test]
-        fn traceparent_round_trips_through_metadata() {
-            let mut md = Metadata::new();
-            md.insert(
-                "traceparent".into(),
-                vec!["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()],
-            );
-            md.insert("baggage".into(), vec!["tenant=a".into()]);
-            let cx = extract(&md);
-            assert_eq!(
-                cx.span().span_context().trace_id().to_string(),
-                "4bf92f3577b34da6a3ce929d0e0e4736"
-            );
-            assert!(cx.span().span_context().is_remote());
-            let mut out = Metadata::new();
-            inject(&cx, &mut out);
-            assert_eq!(out["traceparent"], md["traceparent"]);
-            assert_eq!(out["baggage"], md["baggage"]);
-            assert!(!extract(&Metadata::new()).span().span_context().is_valid());
-        }
     }
 }

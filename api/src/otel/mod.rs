@@ -1,0 +1,29 @@
+//! Spans between the OpenTelemetry SDK and the wire, losslessly: ids, parent,
+//! kind, times, attributes, events, links, status and scope all cross.
+//!
+//! `span` converts whole spans, `values` their attributes and kinds,
+//! `propagation` carries trace context in TTRPC metadata.
+
+mod span;
+mod values;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use span::{from_wire, to_wire};
+
+pub mod propagation;
+
+pub fn unix_nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+pub fn system_time(nanos: i64) -> SystemTime {
+    if nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs())
+    }
+}
