@@ -13,7 +13,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Every CRI v1 message, for what the builders do not cover.
 pub use k8s_cri::v1 as api;
-pub use k8s_cri::v1::{ContainerConfig, ContainerState, PodSandboxConfig, PodSandboxState};
+pub use k8s_cri::v1::{ContainerConfig, ContainerState, MountPropagation, PodSandboxConfig, PodSandboxState};
 
 /// The image containers run unless told otherwise (imported by the harness).
 pub const BUSYBOX: &str = "localhost/busybox:latest";
@@ -255,6 +255,36 @@ impl Cri {
         })
     }
 
+    /// Exec, as kubelet calls it for `kubectl exec`: the URL of the stream
+    /// on containerd's streaming server (see `cri_stream`).
+    pub async fn exec(&mut self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> Result<String> {
+        let req = ExecRequest {
+            container_id: id.into(),
+            cmd: strings(cmd),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(self.runtime.exec(req).await.map_err(err("Exec"))?.into_inner().url)
+    }
+
+    /// PortForward, as kubelet calls it for `kubectl port-forward`: the URL
+    /// of the stream on containerd's streaming server.
+    pub async fn port_forward(&mut self, sandbox: &str, ports: &[i32]) -> Result<String> {
+        let req = PortForwardRequest {
+            pod_sandbox_id: sandbox.into(),
+            port: ports.to_vec(),
+        };
+        Ok(self
+            .runtime
+            .port_forward(req)
+            .await
+            .map_err(err("PortForward"))?
+            .into_inner()
+            .url)
+    }
+
     /// Polls ContainerStatus until the container is in `state`, up to `timeout`.
     pub async fn wait_container_state(&mut self, id: &str, state: ContainerState, timeout: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -365,6 +395,20 @@ impl PodBuilder {
         self
     }
 
+    /// `hostPID` and `hostIPC`, as kubelet passes them.
+    pub fn host_pid_ipc(mut self, pid: bool, ipc: bool) -> Self {
+        let mode = |host: bool, otherwise: NamespaceMode| if host { NamespaceMode::Node } else { otherwise } as i32;
+        let options = self
+            .linux()
+            .security_context
+            .get_or_insert_with(Default::default)
+            .namespace_options
+            .get_or_insert_with(pod_namespaces);
+        options.pid = mode(pid, NamespaceMode::Container);
+        options.ipc = mode(ipc, NamespaceMode::Pod);
+        self
+    }
+
     fn linux(&mut self) -> &mut LinuxPodSandboxConfig {
         self.0.linux.get_or_insert_with(Default::default)
     }
@@ -437,6 +481,17 @@ impl ContainerBuilder {
             host_path: host_path.to_string_lossy().into_owned(),
             container_path: container_path.into(),
             readonly,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// A volume with a propagation mode, as a pod's `mountPropagation` asks.
+    pub fn mount_propagating(mut self, host_path: &Path, container_path: &str, propagation: MountPropagation) -> Self {
+        self.0.mounts.push(Mount {
+            host_path: host_path.to_string_lossy().into_owned(),
+            container_path: container_path.into(),
+            propagation: propagation as i32,
             ..Default::default()
         });
         self

@@ -6,6 +6,7 @@ pub mod cni;
 pub mod containerd;
 pub mod containerd_cri;
 pub mod cri;
+pub mod cri_stream;
 pub mod ctr;
 pub mod docker;
 pub mod fake_cni;

@@ -186,6 +186,6 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
 /// spec and the rootfs path in the share.
 fn bind_files(share: &mut ContainerShare, id: &str, bundle: &Bundle, rootfs: &Rootfs) -> Result<(Vec<u8>, String)> {
     let rootfs_path = share.bind_rootfs(rootfs.path())?;
-    let spec = bundle.guest_spec(id, |source| share.bind_volume(source))?;
+    let spec = bundle.guest_spec(id, |source, mode| share.bind_volume(source, mode))?;
     Ok((spec, rootfs_path))
 }

@@ -33,7 +33,7 @@ use crate::spec::VmSettings;
 use crate::vm::{Backend, GuestRoot, MicroVm, Share, VmConfig};
 
 pub use naming::{shared_dir, state_dir, vm_id};
-pub use shared::{ContainerShare, SharedDir, SHARED_TAG};
+pub use shared::{staging_of, ContainerShare, SharedDir, SHARED_TAG};
 
 /// The sandboxes this shim runs, by sandbox id.
 pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;

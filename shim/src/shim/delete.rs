@@ -10,7 +10,7 @@ use containerd_shim_protos::protobuf::Message;
 
 use crate::config::HostConfig;
 use crate::mounts::unmount_all;
-use crate::sandbox::{shared_dir, state_dir};
+use crate::sandbox::{shared_dir, staging_of, state_dir};
 use crate::spec::pod;
 
 pub fn delete(flags: &Flags, host: &HostConfig) -> Result<(), String> {
@@ -29,6 +29,8 @@ pub fn delete(flags: &Flags, host: &HostConfig) -> Result<(), String> {
         // The VM's: its shared directory and state.
         unmount_all(&shared);
         let _ = std::fs::remove_dir_all(&shared);
+        unmount_all(&staging_of(&shared));
+        let _ = std::fs::remove_dir_all(staging_of(&shared));
         let _ = std::fs::remove_dir_all(state_dir(&host.state_root, &flags.namespace, &flags.id));
     } else {
         // A pod container's corner of the pod's shared directory.

@@ -106,10 +106,24 @@ impl Bundle {
                 }
             }
         }
-        if matches!(role, Role::Sandbox) && !out.iter().any(|ns| ns["type"] == "network") && !self.has_netns_path() {
-            return Err(ShimError::InvalidArgument(
-                "a pod on the host's network (hostNetwork) cannot run in a VM: it gets the pod's own network".into(),
-            ));
+        if matches!(role, Role::Sandbox) {
+            let has = |t: &str| out.iter().any(|ns| ns["type"] == t);
+            if !has("network") && !self.has_netns_path() {
+                return Err(ShimError::InvalidArgument(
+                    "a pod on the host's network (hostNetwork) cannot run in a VM: it gets the pod's own network"
+                        .into(),
+                ));
+            }
+            // Without its own namespace the pod would share the VM's, which
+            // is not what hostPID or hostIPC promise.
+            for (t, field, what) in [("pid", "hostPID", "processes"), ("ipc", "hostIPC", "IPC objects")] {
+                if !has(t) {
+                    return Err(ShimError::InvalidArgument(format!(
+                        "a pod with {field} cannot run in a VM: the host's {what} are not in the VM; \
+                         leave {field} unset (false)"
+                    )));
+                }
+            }
         }
         Ok(out)
     }

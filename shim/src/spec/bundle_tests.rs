@@ -36,7 +36,7 @@ fn labels_go_and_binds_come_through_the_share() {
     .unwrap();
     let mut seen = Vec::new();
     let g: Value = serde_json::from_slice(
-        &b.guest_spec("c", |p| {
+        &b.guest_spec("c", |p, _| {
             seen.push(p.to_path_buf());
             Ok("/run/voidbox/shares/shared/c/volumes/0".into())
         })
@@ -60,7 +60,7 @@ fn the_guest_spec_has_its_own_cgroup2() {
         r#","linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"},{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro","nosuid"]}]"#,
     )))
     .unwrap();
-    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_| unreachable!()).unwrap()).unwrap();
+    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(g["linux"]["namespaces"][2], serde_json::json!({"type": "cgroup"}));
     let cgroup: Vec<&Value> = g["mounts"]
         .as_array()
@@ -80,7 +80,7 @@ fn the_guest_spec_has_its_own_cgroup2() {
         r#","linux":{"namespaces":[{"type":"cgroup"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"}]"#,
     )))
     .unwrap();
-    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_| unreachable!()).unwrap()).unwrap();
+    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(
         g["linux"]["namespaces"],
         serde_json::json!([{"type": "cgroup"}]),
@@ -94,7 +94,7 @@ fn the_guest_spec_has_its_own_cgroup2() {
 #[test]
 fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
     let b = Bundle::load(&bundle_with(&spec_with(
-        r#","linux":{"namespaces":[{"type":"network","path":"/var/run/netns/cni-1"}],"sysctl":{"net.ipv4.ip_unprivileged_port_start":"0","kernel.shm_rmid_forced":"1"}}"#,
+        r#","linux":{"namespaces":[{"type":"network","path":"/var/run/netns/cni-1"},{"type":"pid"},{"type":"ipc"}],"sysctl":{"net.ipv4.ip_unprivileged_port_start":"0","kernel.shm_rmid_forced":"1"}}"#,
     )))
     .unwrap();
     assert_eq!(
@@ -102,7 +102,7 @@ fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
         [("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string())]
     );
     let b = as_role(b, Role::Sandbox);
-    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_| unreachable!()).unwrap()).unwrap();
+    let g: Value = serde_json::from_slice(&b.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(g["linux"]["sysctl"], serde_json::json!({"kernel.shm_rmid_forced": "1"}));
     // A container on its own keeps its network namespace, and its sysctls.
     let g: Value = serde_json::from_slice(
@@ -110,7 +110,7 @@ fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
             r#","linux":{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
         )))
         .unwrap()
-        .guest_spec("c", |_| unreachable!())
+        .guest_spec("c", |_, _| unreachable!())
         .unwrap(),
     )
     .unwrap();
@@ -132,7 +132,7 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
     .unwrap();
     assert_eq!(sandbox.netns_path(), Some(PathBuf::from("/var/run/netns/cni-1")));
     let sandbox = as_role(sandbox, Role::Sandbox);
-    let g: Value = serde_json::from_slice(&sandbox.guest_spec("c", |_| unreachable!()).unwrap()).unwrap();
+    let g: Value = serde_json::from_slice(&sandbox.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(
         g["linux"]["namespaces"],
         serde_json::json!([{"type":"pid"},{"type":"ipc"},{"type":"cgroup"}])
@@ -146,7 +146,7 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
     .unwrap();
     let role = Role::Member { sandbox_id: "p".into() };
     let member = as_role(member, role.clone());
-    let g: Value = serde_json::from_slice(&member.guest_spec("c", |_| unreachable!()).unwrap()).unwrap();
+    let g: Value = serde_json::from_slice(&member.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(
         g["linux"]["namespaces"],
         serde_json::json!([{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"},{"type":"cgroup"}])
@@ -156,6 +156,22 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
     )))
     .unwrap();
     assert!(as_role(host, role).check().is_err());
+
+    for (namespaces, field) in [
+        (
+            r#"[{"type":"network","path":"/var/run/netns/n"},{"type":"ipc"}]"#,
+            "hostPID",
+        ),
+        (
+            r#"[{"type":"network","path":"/var/run/netns/n"},{"type":"pid"}]"#,
+            "hostIPC",
+        ),
+    ] {
+        let spec = spec_with(&format!(r#","linux":{{"namespaces":{namespaces}}}"#));
+        let b = as_role(Bundle::load(&bundle_with(&spec)).unwrap(), Role::Sandbox);
+        let msg = b.check().unwrap_err().to_string();
+        assert!(msg.contains(&format!("a pod with {field} cannot run in a VM")), "{msg}");
+    }
 
     let host_network = Bundle::load(&bundle_with(&spec_with(r#","linux":{"namespaces":[{"type":"pid"}]}"#))).unwrap();
     let msg = as_role(host_network, Role::Sandbox).check().unwrap_err().to_string();

@@ -1,11 +1,12 @@
 //! The spec as the guest runs it, made from the bundle's on the host:
 //! vminitd only fills in where the container's root is mounted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::bundle::{is_net_sysctl, Bundle};
+use super::volumes::{self, Propagation};
 use crate::error::Result;
 
 impl Bundle {
@@ -29,7 +30,7 @@ impl Bundle {
     ///   as the JVM's or Go's read the container's limits there;
     /// - its cgroup is the guest's `/containers/<id>`, where vminitd reads
     ///   its stats, pids and OOM kills (and refuses any other).
-    pub fn guest_spec(&self, id: &str, mut share: impl FnMut(&Path) -> Result<String>) -> Result<Vec<u8>> {
+    pub fn guest_spec(&self, id: &str, share: impl FnMut(&Path, Propagation) -> Result<String>) -> Result<Vec<u8>> {
         let role = &self.role;
         let mut v = self.raw.clone();
         let namespaces = self.namespaces()?;
@@ -71,17 +72,7 @@ impl Bundle {
             }
         }
         if let Some(mounts) = v.get_mut("mounts").and_then(Value::as_array_mut) {
-            for m in mounts.iter_mut() {
-                let bind = m.get("type").and_then(Value::as_str) == Some("bind")
-                    || m.get("options")
-                        .and_then(Value::as_array)
-                        .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"));
-                let source = m.get("source").and_then(Value::as_str).map(PathBuf::from);
-                if let (true, Some(source)) = (bind, source) {
-                    let guest = share(&source)?;
-                    m["source"] = Value::String(guest);
-                }
-            }
+            volumes::share_binds(mounts, share, crate::mounts::submounts)?;
         }
         Ok(serde_json::to_vec(&v).expect("a Value serializes"))
     }

@@ -7,7 +7,9 @@ mod fields;
 mod guest_spec;
 pub mod options;
 pub mod pod;
+mod volumes;
 
 pub use bundle::Bundle;
 pub use options::VmSettings;
 pub use pod::Role;
+pub use volumes::Propagation;

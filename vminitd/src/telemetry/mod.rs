@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tracing::Span;
+use tracing::{info, Span};
 use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::telemetry::{Sample, StreamRequest};
 use voidbox_api::telemetry_ttrpc::Telemetry;
@@ -31,11 +31,14 @@ impl Telemetry for TelemetryService {
         sender: ServerStreamSender<Sample>,
     ) -> ttrpc::Result<()> {
         handle(ctx, Span::none(), async move {
-            self.streams.fetch_add(1, Ordering::SeqCst);
+            let n = self.streams.fetch_add(1, Ordering::SeqCst) + 1;
             let interval = match req.interval_ms {
                 0 => DEFAULT_INTERVAL,
                 ms => Duration::from_millis(ms.max(50)),
             };
+            // On the console, which the host logs: whether the guest ever
+            // sampled is visible from the outside.
+            info!("telemetry stream opened ({n} since boot): a sample every {interval:?}");
             // The first sample waits one interval: the host opens this stream
             // as the VM finishes booting, while the container's start is under
             // way and every guest cycle counts.

@@ -50,13 +50,9 @@ pub async fn start(svc: &TaskService, container: &Arc<Container>, process: &Arc<
     let crun = svc.crun.clone();
     let id = container.id.clone();
     let result = svc
-        .run_with_stdio(
-            process,
-            streams,
-            dir.join(format!("exec-{}.sock", process.exec_id)),
-            &pid_file,
-            async |console, stdio| crun.exec(&id, &dir, &process_file, &pid_file, console, stdio).await,
-        )
+        .run_with_stdio(process, streams, &pid_file, async |console, stdio| {
+            crun.exec(&id, &dir, &process_file, &pid_file, console, stdio).await
+        })
         .await;
     let _ = std::fs::remove_file(&process_file);
     result

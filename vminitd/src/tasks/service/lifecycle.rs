@@ -77,13 +77,9 @@ async fn create_in(svc: &TaskService, container: &Arc<Container>, req: &CreateRe
     let crun = svc.crun.clone();
     let id = req.id.clone();
     let pid = svc
-        .run_with_stdio(
-            &container.init,
-            streams,
-            dir.join("console.sock"),
-            &pid_file,
-            async |console, stdio| crun.create(&id, &dir, &pid_file, console, stdio).await,
-        )
+        .run_with_stdio(&container.init, streams, &pid_file, async |console, stdio| {
+            crun.create(&id, &dir, &pid_file, console, stdio).await
+        })
         .await?;
     let watch = tokio::spawn(cgroup::watch_oom(req.id.clone(), svc.events.clone()));
     *container.oom_watch.lock().expect("oom lock") = Some(watch);

@@ -29,8 +29,14 @@ use crate::tasks::stdio::{ConsoleSocket, Streams};
 
 type Result<T> = std::result::Result<T, TaskError>;
 
+/// Where console sockets go: ids make paths too long for a unix socket
+/// (CRI's container and exec ids are 64 characters each).
+const CONSOLES: &str = "/run/voidbox/consoles";
+
 pub struct TaskService {
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Names console sockets.
+    consoles: std::sync::atomic::AtomicU64,
     crun: Crun,
     reaper: Reaper,
     events: broadcast::Sender<Event>,
@@ -40,6 +46,7 @@ impl TaskService {
     pub fn new(reaper: Reaper) -> Self {
         TaskService {
             containers: Mutex::new(HashMap::new()),
+            consoles: Default::default(),
             crun: Crun::new(reaper.clone()),
             reaper,
             events: broadcast::channel(64).0,
@@ -61,11 +68,13 @@ impl TaskService {
         &self,
         process: &Arc<Process>,
         streams: Streams,
-        console_path: std::path::PathBuf,
         pid_file: &std::path::Path,
         run: impl AsyncFnOnce(Option<&std::path::Path>, ChildStdio) -> Result<()>,
     ) -> Result<u32> {
         if streams.terminal {
+            let n = self.consoles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::fs::create_dir_all(CONSOLES).map_err(|e| TaskError::io("create", CONSOLES, e))?;
+            let console_path = std::path::Path::new(CONSOLES).join(format!("{n}.sock"));
             let console = ConsoleSocket::bind(&console_path)?;
             let master = tokio::spawn(console.receive());
             let created = run(Some(&console_path), ChildStdio::null()).await;
