@@ -15,6 +15,8 @@ packages=(
     qemu-system-x86 qemu-system-common
     # containers: the daemon that drives the shim, runtimes, and the test image's busybox
     containerd crun runc busybox-static
+    # kubectl port-forward: the pod namespace's loopback redirected to the shim
+    iptables
     # guest kernel: the source and what building it takes
     linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make gcc
     # guest image

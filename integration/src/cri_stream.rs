@@ -115,3 +115,51 @@ impl Session {
         }
     }
 }
+
+/// One port-forward connection (`kubectl port-forward`, one port): sends
+/// `request` to `port` in the pod and returns what came back once it holds
+/// `until`, or all that came within `wait`. Like kubectl, it then closes
+/// the stream: the server keeps it open while the client's side is.
+/// What the error channel says is an error.
+pub async fn forward_once(
+    url: &str,
+    port: u16,
+    request: &[u8],
+    until: &str,
+    wait: Duration,
+) -> Result<Vec<u8>, String> {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let mut s = Session::open(&format!("{url}{sep}port={port}")).await?;
+    // Channel 0 carries the data, 1 the errors; each starts with the port.
+    s.send(0, request).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let (mut data, mut error) = (Vec::new(), Vec::new());
+    let (mut data_port, mut error_port) = (false, false);
+    while !String::from_utf8_lossy(&data).contains(until) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match s.recv(left).await {
+            Ok(Some((0, mut d))) => {
+                if !data_port {
+                    d.drain(..2.min(d.len()));
+                    data_port = true;
+                }
+                data.extend(d);
+            }
+            Ok(Some((1, mut d))) => {
+                if !error_port {
+                    d.drain(..2.min(d.len()));
+                    error_port = true;
+                }
+                error.extend(d);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = s.ws.close(None).await;
+    if error.is_empty() {
+        Ok(data)
+    } else {
+        Err(String::from_utf8_lossy(&error).into_owned())
+    }
+}

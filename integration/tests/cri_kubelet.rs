@@ -12,7 +12,7 @@ use voidbox_integration::clients::ContainerdVersion;
 use voidbox_integration::containerd::Containerd;
 use voidbox_integration::containerd_cri::{CriContainerd, PAUSE_IMAGE, VOIDBOX_HANDLER};
 use voidbox_integration::cri::{ContainerBuilder, Cri, ExecOutput, MountPropagation, BUSYBOX};
-use voidbox_integration::cri_stream::{Session, STDIN};
+use voidbox_integration::cri_stream::{forward_once, Session, STDIN};
 
 const EXEC_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -87,8 +87,20 @@ async fn kubelet_calls(v: ContainerdVersion) {
     cri.start_container(&app)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", ctd.log_tail()));
+    let web = ContainerBuilder::new(
+        "web",
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    )
+    .build();
+    let web = cri.create_container(&sandbox, &web, &pod).await.unwrap();
+    cri.start_container(&web).await.unwrap();
 
     exec_with_a_terminal(&mut cri, &app).await;
+    port_forward_reaches_the_pod(&mut cri, &sandbox, &ctd).await;
     an_exec_probe_times_out_and_its_process_goes(&mut cri, &app).await;
     volumes_keep_their_modes(&mut cri, &app, &ro, &private, &slave).await;
     bidirectional_is_refused_by_name(&mut cri, &ctd, &sandbox, &pod, &slave).await;
@@ -206,4 +218,31 @@ async fn host_namespaces_are_refused_by_name(cri: &mut Cri, ctd: &CriContainerd)
     for p in cri.list_pod_sandboxes().await.unwrap() {
         cri.remove_pod_sandbox(&p.id).await.unwrap();
     }
+}
+
+/// `kubectl port-forward pod 8080`: a connection to the pod's port 8080,
+/// where a container listens inside the VM; and to a port nothing listens on.
+async fn port_forward_reaches_the_pod(cri: &mut Cri, sandbox: &str, ctd: &CriContainerd) {
+    let get = b"GET /index.html HTTP/1.0\r\n\r\n";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let url = cri.port_forward(sandbox, &[8080]).await.unwrap();
+        match forward_once(&url, 8080, get, "forwarded\n", Duration::from_secs(5)).await {
+            Ok(page) if !page.is_empty() => break String::from_utf8_lossy(&page).into_owned(),
+            // httpd may not listen yet.
+            r if Instant::now() < deadline => {
+                println!("port-forward, not yet: {r:?}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            r => panic!("port-forward to 8080: {r:?}\n{}", ctd.log_tail()),
+        }
+    };
+    assert!(page.starts_with("HTTP/1.") && page.ends_with("forwarded\n"), "{page:?}");
+
+    let url = cri.port_forward(sandbox, &[8081]).await.unwrap();
+    let closed = forward_once(&url, 8081, get, "HTTP", Duration::from_secs(3)).await;
+    assert!(
+        closed.as_ref().map_or(true, |d| d.is_empty()),
+        "nothing listens on 8081: {closed:?}"
+    );
 }

@@ -26,6 +26,8 @@ pub enum Error {
     Net { what: String, source: nix::Error },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("port {port} in the pod: {reason}")]
+    Port { port: u16, reason: String },
 }
 
 impl Error {
@@ -43,6 +45,8 @@ impl RpcError for Error {
     fn code(&self) -> Code {
         match self {
             Error::Invalid(_) => Code::INVALID_ARGUMENT,
+            // Nothing listens there: the client's to fix, as with runc.
+            Error::Port { .. } => Code::FAILED_PRECONDITION,
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Code::NOT_FOUND,
             Error::Mount { source, .. } | Error::Sys { source, .. } if *source == nix::Error::ENOENT => Code::NOT_FOUND,
             _ => Code::INTERNAL,

@@ -122,6 +122,13 @@ impl GuestClient {
         call("System.ConfigureNetwork", Some(LONG), rpc).await.map(drop)
     }
 
+    /// Connects the guest's loopback port `req.port` to stream `req.stream`.
+    pub async fn connect_port(&self, req: &ConnectPortRequest) -> Result<(), GuestError> {
+        call("System.ConnectPort", Some(SHORT), self.system.connect_port(ctx(), req))
+            .await
+            .map(drop)
+    }
+
     // Tasks.
 
     pub async fn put_bundle(&self, req: &PutBundleRequest) -> Result<(), GuestError> {

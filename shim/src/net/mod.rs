@@ -19,6 +19,7 @@
 
 mod error;
 mod inspect;
+pub mod loopback;
 pub mod netns;
 mod tap;
 
@@ -30,6 +31,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 pub use error::NetError;
+pub use loopback::LoopbackCapture;
 pub use netns::Netns;
 pub use tap::Redirect;
 

@@ -2,8 +2,9 @@
 //! command in it with a time limit.
 //!
 //! A namespace is entered only by children, between fork and exec, with
-//! setns(2) on a descriptor opened beforehand: no thread of the shim ever
-//! changes namespace.
+//! setns(2) on a descriptor opened beforehand, and by one short-lived thread
+//! that makes the port-forward listener (`loopback.rs`): no thread doing the
+//! shim's work ever changes namespace.
 
 use std::fs::File;
 use std::io::Read;
@@ -85,6 +86,11 @@ impl Netns {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The descriptor that keeps the namespace open.
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     /// Makes `cmd`'s child enter this namespace before it execs. The child

@@ -7,6 +7,7 @@ mod boot;
 pub mod clock;
 mod naming;
 pub mod podnet;
+mod portfwd;
 pub mod relay;
 mod shared;
 mod telemetry;
@@ -164,7 +165,7 @@ impl Sandbox {
             shared: Mutex::new(shared),
             network,
             live: AtomicBool::new(true),
-            tasks: Mutex::new(vec![tokio::spawn(mux.serve(vm.clone()))]),
+            tasks: Mutex::new(vec![tokio::spawn(mux.clone().serve(vm.clone()))]),
         });
         if let Some(sink) = &obs.spans {
             // Spans the guest made before this point wait in its buffer.
@@ -177,6 +178,12 @@ impl Sandbox {
             ));
         }
         let mut tasks = sandbox.tasks.lock().expect("tasks lock");
+        if let Some(listener) = sandbox.network.as_ref().and_then(PodNet::port_forward_listener) {
+            match portfwd::start(listener, guest.clone(), mux.clone()) {
+                Ok(task) => tasks.push(task),
+                Err(e) => warn!(sandbox = %id, "port-forward: {e}"),
+            }
+        }
         if obs.spans.is_some() || obs.telemetry.is_some() {
             tasks.push(tokio::spawn(boot::resync_clock(
                 guest.clone(),

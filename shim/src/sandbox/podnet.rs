@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tracing::{info, warn};
 use voidbox_api::system::{ConfigureNetworkRequest, Interface as GuestInterface, IpAddress, Route as GuestRoute};
 
 use crate::error::{Result, ShimError};
 use crate::guest::GuestClient;
-use crate::net::{Interface, PodNetwork, Redirect};
+use crate::net::{Interface, LoopbackCapture, Netns, PodNetwork, Redirect};
 use crate::vm::{VmError, VmNetwork};
 
 /// The VM's tap in the pod namespace (one VM per namespace).
@@ -30,6 +31,8 @@ pub struct PodNet {
     iface: Interface,
     network: PodNetwork,
     redirect: Redirect,
+    /// containerd's port-forward connections, when iptables is there.
+    capture: Option<Arc<LoopbackCapture>>,
 }
 
 fn blocking_err(e: tokio::task::JoinError) -> ShimError {
@@ -45,6 +48,14 @@ impl PodNet {
             let network = PodNetwork::inspect(&path).map_err(VmError::from)?;
             let iface = network.primary().clone();
             let redirect = Redirect::setup(&path, &iface, TAP).map_err(VmError::from)?;
+            // Port-forward is the only thing that needs it: a pod runs without.
+            let capture = match Netns::open(&path).and_then(|ns| LoopbackCapture::setup(&ns)) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    warn!("kubectl port-forward will not reach this pod: {e}");
+                    None
+                }
+            };
             info!(
                 netns = %path.display(),
                 interface = %iface.name,
@@ -58,6 +69,7 @@ impl PodNet {
                 iface,
                 network,
                 redirect,
+                capture,
             })
         })
         .await
@@ -118,10 +130,30 @@ impl PodNet {
         Ok(guest.configure_network(&self.guest_config()).await?)
     }
 
-    /// Removes the tap and the redirect (the namespace may be gone already).
+    /// The listener that containerd's port-forward connections reach.
+    pub fn port_forward_listener(&self) -> Option<std::net::TcpListener> {
+        let capture = self.capture.as_ref()?;
+        capture
+            .listener()
+            .inspect_err(|e| warn!("port-forward listener: {e}"))
+            .ok()
+    }
+
+    /// Removes the tap, the redirect and the loopback capture (the
+    /// namespace may be gone already, and they with it).
     pub async fn detach(&self) {
         let redirect = Redirect::existing(self.redirect.netns(), self.redirect.interface(), self.redirect.tap());
-        match tokio::task::spawn_blocking(move || redirect.teardown()).await {
+        let capture = self.capture.clone();
+        let netns = self.netns.clone();
+        let removed = move || {
+            if let Some(c) = capture {
+                if let Err(e) = Netns::open(&netns).and_then(|ns| c.remove(&ns)) {
+                    tracing::debug!("port-forward capture: {e}");
+                }
+            }
+            redirect.teardown()
+        };
+        match tokio::task::spawn_blocking(removed).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("pod network teardown: {e}"),
             Err(e) => warn!("pod network teardown: {e}"),

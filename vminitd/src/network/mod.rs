@@ -1,8 +1,9 @@
 //! Guest networking: the loopback interface at boot, and a pod's interface
-//! and routes when the host hands them over.
+//! and routes when the host hands them over; port-forward connections.
 
 mod configure;
 mod ioctl;
+pub mod ports;
 
 pub use configure::configure;
 

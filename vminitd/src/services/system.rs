@@ -126,4 +126,13 @@ impl System for SystemService {
         })
         .await
     }
+
+    async fn connect_port(&self, ctx: &TtrpcContext, req: ConnectPortRequest) -> ttrpc::Result<ConnectPortResponse> {
+        let span = info_span!("port.connect", port = req.port);
+        handle(ctx, span, async move {
+            crate::network::ports::connect(req.port, req.stream).await?;
+            Ok::<_, Error>(ConnectPortResponse::default())
+        })
+        .await
+    }
 }
