@@ -77,7 +77,7 @@ test-libkrun:
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
 			--test vm --test containerd --test containerd_io --test docker --test task_v3 \
 			--test tracing --test tracing_containerd --test pod_churn \
-			--test pod_network --test cri_pod; \
+			--test pod_network --test cri_pod --test cri_kubelet; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi

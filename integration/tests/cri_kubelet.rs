@@ -99,6 +99,13 @@ async fn kubelet_calls(v: ContainerdVersion) {
     let web = cri.create_container(&sandbox, &web, &pod).await.unwrap();
     cri.start_container(&web).await.unwrap();
 
+    // hostIPC false: the pod's containers, and execs in them, share one IPC
+    // namespace (the sandbox's, in the guest).
+    let ipc = "readlink /proc/self/ns/ipc";
+    let (a, w) = (sh(&mut cri, &app, ipc).await, sh(&mut cri, &web, ipc).await);
+    assert!(a.exit_code == 0 && a.stdout.starts_with("ipc:["), "{a:?}");
+    assert_eq!(a.stdout, w.stdout, "one IPC namespace in the pod");
+
     exec_with_a_terminal(&mut cri, &app).await;
     port_forward_reaches_the_pod(&mut cri, &sandbox, &ctd).await;
     an_exec_probe_times_out_and_its_process_goes(&mut cri, &app).await;
