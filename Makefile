@@ -17,7 +17,7 @@ WITH_RELEASE = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh --release
 export VOIDBOX_CACHE := $(CACHE)
 
 .PHONY: all deps kernel guest-bins image image-verify build lint test test-install test-tracing test-libkrun \
-        bench demo install uninstall clean jaeger-start jaeger-stop jaeger-open jaeger-gantt
+        bench soak demo install uninstall clean jaeger-start jaeger-stop jaeger-open jaeger-gantt
 
 all: build image
 

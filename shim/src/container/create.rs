@@ -27,6 +27,8 @@ use crate::vm::select;
 pub struct CreateOptions<'a> {
     pub namespace: &'a str,
     pub id: &'a str,
+    /// The bundle's directory, as the request named it.
+    pub bundle: &'a std::path::Path,
     /// containerd's mounts of the rootfs (a snapshot), or none.
     pub rootfs: &'a [Mount],
     pub io: IoPaths,
@@ -37,15 +39,19 @@ pub struct CreateOptions<'a> {
     pub received: Instant,
 }
 
+/// Creates the container from its bundle, read once by the caller (a read
+/// that failed fails BundleLoad).
 pub async fn create(
     opts: &CreateOptions<'_>,
-    bundle: Bundle,
+    bundle: Result<Bundle>,
     obs: &Observability,
     sandboxes: &Sandboxes,
 ) -> Result<Arc<Container>> {
-    traced(info_span!("BundleLoad", bundle = %bundle.path.display()), async {
+    let bundle = traced(info_span!("BundleLoad", bundle = %opts.bundle.display()), async {
+        let bundle = bundle?;
         bundle.check()?;
-        options::check_container_limit(opts.id, bundle.memory_limit(), options::HostLimits::of_this_host())
+        options::check_container_limit(opts.id, bundle.memory_limit(), options::HostLimits::of_this_host())?;
+        Ok(bundle)
     })
     .await?;
 

@@ -33,6 +33,7 @@ impl TaskService {
         let opts = CreateOptions {
             namespace: &self.namespace,
             id: &req.id,
+            bundle: std::path::Path::new(&req.bundle),
             rootfs: &req.rootfs,
             io: IoPaths {
                 stdin: req.stdin.clone(),
@@ -44,7 +45,7 @@ impl TaskService {
             host: &self.host,
             received,
         };
-        let container = container::create(&opts, bundle?, &self.obs, self.registry.sandboxes()).await?;
+        let container = container::create(&opts, bundle, &self.obs, self.registry.sandboxes()).await?;
         if container.owns_vm() {
             exits::relay_guest_events(&container.sandbox, self.registry.containers(), self.events.clone());
         }

@@ -70,15 +70,16 @@ async fn measure(bundle: &Path, rounds: usize) -> Result<(), String> {
     let opts = CreateOptions {
         namespace: "bench",
         id: "bench-telemetry",
+        bundle,
         rootfs: &[],
         io: Default::default(),
         options: None,
         host: &host,
         received: Instant::now(),
     };
-    let bundle = Bundle::load(bundle).map_err(|e| e.to_string())?;
+    let loaded = Bundle::load(bundle);
     let sandboxes = Sandboxes::default();
-    let container = container::create(&opts, bundle, &Observability::default(), &sandboxes)
+    let container = container::create(&opts, loaded, &Observability::default(), &sandboxes)
         .await
         .map_err(|e| format!("create the container: {e}"))?;
     let result = windows(container.guest(), rounds).await;
