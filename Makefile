@@ -29,7 +29,7 @@ deps:
 kernel: deps
 	@guest/build-kernel.sh
 
-## guest-bins: vminitd and the bench's bare init, static. vminitd twice: with the
+## guest-bins: vminitd, the bench's bare init and the test image's hostile init, static. vminitd twice: with the
 ## test-only Debug service ($(GUEST_BIN)/vminitd-debug, the test image's) and
 ## without it ($(GUEST_BIN)/vminitd, the release image's). Cargo keeps both
 ## builds cached (features are part of its fingerprint); the release one is
@@ -37,7 +37,7 @@ kernel: deps
 guest-bins:
 	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd --features vminitd/debug-rpcs
 	cp -f $(GUEST_BIN)/vminitd $(GUEST_BIN)/vminitd-debug
-	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd -p bare-init
+	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd -p bare-init -p hostile-init
 
 ## image: the guest roots (erofs, plus an initramfs twin), cached by input hash:
 ## the release image, then the test image (vminitd-debug)
@@ -81,6 +81,12 @@ test-libkrun:
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi
+
+## soak: 300 container lifecycles in one pod through containerd's CRI; what could
+## leak (fds, RSS, threads, mounts, sockets, VM state, cgroups, netns) before and after
+soak: deps kernel guest-bins image
+	$(CARGO) build --workspace --bins
+	VOIDBOX_SOAK_LIFECYCLES=300 $(WITH_ASSETS) $(CARGO) test -p voidbox-integration --test soak -- --nocapture
 
 ## bench (release image): boot time against the bare kernel, container start against runc, tracing on against off,
 ## a dead OTLP endpoint against none (medians of one run)

@@ -45,6 +45,10 @@ stage() {
     ln -s usr/lib64 "$root/lib64"
     chmod 1777 "$root/tmp"
     install -m 0755 "$init" "$root/init"
+    # The test image also carries the hostile guest (init=/hostile-init).
+    if [[ -n ${3:-} ]]; then
+        install -m 0755 "$3" "$root/hostile-init"
+    fi
     install -m 0755 "$crun" "$root/usr/bin/crun"
     local lib name
     for lib in $(libs_of "$crun"); do
@@ -76,17 +80,25 @@ build_into() {
     local out=$1 init=$2 staging
     staging=$(mktemp -d)
     trap 'rm -rf "$staging"' RETURN
-    stage "$staging/root" "$init"
+    stage "$staging/root" "$init" "$(hostile_of "$init")"
     normalize_times "$staging/root"
     mkdir -p "$out"
     mkfs.erofs --quiet -T"$epoch" -U"$uuid" --all-root "$out/guest.erofs" "$staging/root" >/dev/null
     make_cpio "$staging/root" "$out/guest.cpio"
 }
 
+# The hostile init beside a test vminitd (vminitd-debug), if built.
+hostile_of() {
+    local init=$1
+    if [[ $init == *-debug && -x $(dirname "$init")/hostile-init ]]; then
+        echo "$(dirname "$init")/hostile-init"
+    fi
+}
+
 image_key() {
     local init=$1
     {
-        sha256sum "$init" "$crun" $(libs_of "$crun") | cut -d' ' -f1
+        sha256sum "$init" $(hostile_of "$init") "$crun" $(libs_of "$crun") | cut -d' ' -f1
         mkfs.erofs --help 2>&1 | head -1
         cpio --version | head -1
         cat "$0"
