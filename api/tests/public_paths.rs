@@ -40,8 +40,9 @@ fn debug_paths() {
 
 #[test]
 fn ids_paths() {
-    use voidbox_api::ids::{check_container_id, guest_cgroup_path, GUEST_CGROUP_PARENT};
+    use voidbox_api::ids::{check_container_id, check_exec_id, guest_cgroup_path, GUEST_CGROUP_PARENT};
 
     assert!(check_container_id("c1").is_ok());
+    assert!(check_exec_id("e1").is_ok());
     assert_eq!(guest_cgroup_path("c1"), format!("{GUEST_CGROUP_PARENT}/c1"));
 }
