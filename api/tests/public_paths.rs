@@ -7,14 +7,14 @@ fn otel_paths() {
     use std::time::SystemTime;
 
     use voidbox_api::otel::propagation::{extract, inject, Metadata};
-    use voidbox_api::otel::{from_wire, system_time, to_wire, unix_nanos};
+    use voidbox_api::otel::{from_wire, system_time, to_wire, unix_nanos, Rejection};
 
     let md = Metadata::new();
     let mut out = Metadata::new();
     inject(&extract(&md), &mut out);
     assert_eq!(system_time(unix_nanos(SystemTime::UNIX_EPOCH)), SystemTime::UNIX_EPOCH);
     let wire = voidbox_api::traces::Span::default();
-    assert!(from_wire(&wire, |t| t).is_none(), "no ids");
+    assert_eq!(from_wire(&wire, Some).err(), Some(Rejection::MalformedId), "no ids");
     let _ = to_wire;
 }
 

@@ -115,7 +115,8 @@ impl Sandbox {
             vm.kernel = %config.kernel.display(),
             vm.image = %config.root.path().display(),
         );
-        let clock = Arc::new(Clock::default());
+        // Before the VM exists: no guest timestamp may be older.
+        let clock = Arc::new(Clock::new(clock::now_ns()));
         let mut boot_attrs = attrs.clone();
         boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
         let (vm, guest, network) = traced(boot_span.clone(), async {
