@@ -153,7 +153,11 @@ impl Sandbox {
         .await?;
         metrics::get().live_vms.add(1, &attrs);
 
-        let mux = StreamMux::new();
+        // The mux stands below otel: it reports, the sandbox counts.
+        let reject_attrs = attrs.clone();
+        let mux = StreamMux::new(Box::new(move |why| {
+            metrics::get().reject(why.reason(), 1, &reject_attrs)
+        }));
         let sandbox = Arc::new(Sandbox {
             id: id.to_string(),
             vm_id,
