@@ -199,7 +199,8 @@ impl Sandbox {
         }
         // The guest samples only while this stream is open.
         if let Some(interval) = obs.telemetry {
-            tasks.push(telemetry::start(guest, interval, attrs));
+            let memory = u64::from(settings.memory_mib).saturating_mul(1 << 20);
+            tasks.push(telemetry::start(guest, interval, memory, attrs));
         }
         drop(tasks);
         Ok(sandbox)
