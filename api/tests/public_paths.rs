@@ -7,14 +7,14 @@ fn otel_paths() {
     use std::time::SystemTime;
 
     use voidbox_api::otel::propagation::{extract, inject, Metadata};
-    use voidbox_api::otel::{from_wire, system_time, to_wire, unix_nanos};
+    use voidbox_api::otel::{from_wire, system_time, to_wire, unix_nanos, Rejection};
 
     let md = Metadata::new();
     let mut out = Metadata::new();
     inject(&extract(&md), &mut out);
     assert_eq!(system_time(unix_nanos(SystemTime::UNIX_EPOCH)), SystemTime::UNIX_EPOCH);
     let wire = voidbox_api::traces::Span::default();
-    assert!(from_wire(&wire, |t| t).is_none(), "no ids");
+    assert_eq!(from_wire(&wire, Some).err(), Some(Rejection::MalformedId), "no ids");
     let _ = to_wire;
 }
 
@@ -40,8 +40,9 @@ fn debug_paths() {
 
 #[test]
 fn ids_paths() {
-    use voidbox_api::ids::{check_container_id, guest_cgroup_path, GUEST_CGROUP_PARENT};
+    use voidbox_api::ids::{check_container_id, check_exec_id, guest_cgroup_path, GUEST_CGROUP_PARENT};
 
     assert!(check_container_id("c1").is_ok());
+    assert!(check_exec_id("e1").is_ok());
     assert_eq!(guest_cgroup_path("c1"), format!("{GUEST_CGROUP_PARENT}/c1"));
 }

@@ -2,14 +2,17 @@
 //! kind, times, attributes, events, links, status and scope all cross.
 //!
 //! `span` converts whole spans, `values` their attributes and kinds,
-//! `propagation` carries trace context in TTRPC metadata.
+//! `limits` bounds what a span from the guest may hold, `propagation`
+//! carries trace context in TTRPC metadata.
 
+pub mod limits;
 mod span;
 mod values;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use span::{from_wire, to_wire};
+pub use limits::Rejection;
+pub use span::{from_wire, to_wire, Accepted};
 
 pub mod propagation;
 

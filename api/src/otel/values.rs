@@ -4,6 +4,7 @@ use opentelemetry::trace::SpanKind;
 use opentelemetry::{Array, KeyValue, StringValue, Value};
 use protobuf::MessageField;
 
+use super::limits::{at_most, Cuts, Rejection, MAX_ARRAY_LEN, MAX_ATTRIBUTES, MAX_KEY_LEN, MAX_VALUE_LEN};
 use crate::traces as wire;
 
 fn value_to_wire(v: &Value) -> wire::Value {
@@ -34,48 +35,63 @@ fn value_to_wire(v: &Value) -> wire::Value {
     }
 }
 
-fn value_from_wire(v: &wire::Value) -> Value {
+/// A value that is no array: an element of one, or an attribute's own.
+fn scalar_from_wire(v: &wire::Value, cuts: &mut Cuts) -> Result<Value, Rejection> {
     use wire::value::Kind;
-    match &v.kind {
+    Ok(match &v.kind {
         Some(Kind::Bool(b)) => Value::Bool(*b),
         Some(Kind::Int(i)) => Value::I64(*i),
         Some(Kind::Double(f)) => Value::F64(*f),
-        Some(Kind::String(s)) => Value::String(s.clone().into()),
-        Some(Kind::Array(a)) => {
-            let vals: Vec<Value> = a.values.iter().map(value_from_wire).collect();
-            // OpenTelemetry arrays are homogeneous; the first element decides.
-            match vals.first() {
-                Some(Value::Bool(_)) => Value::Array(Array::Bool(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::Bool(b) => Some(*b),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Some(Value::I64(_)) => Value::Array(Array::I64(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::I64(i) => Some(*i),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                Some(Value::F64(_)) => Value::Array(Array::F64(
-                    vals.iter()
-                        .filter_map(|v| match v {
-                            Value::F64(f) => Some(*f),
-                            _ => None,
-                        })
-                        .collect(),
-                )),
-                _ => Value::Array(Array::String(
-                    vals.iter().map(|v| StringValue::from(v.to_string())).collect(),
-                )),
-            }
-        }
+        Some(Kind::String(s)) => Value::String(cuts.string(s, MAX_VALUE_LEN).into()),
+        // OpenTelemetry arrays hold scalars; only a forged span nests them.
+        Some(Kind::Array(_)) => return Err(Rejection::MalformedAttribute),
         None => Value::String("".into()),
+    })
+}
+
+fn value_from_wire(v: &wire::Value, cuts: &mut Cuts) -> Result<Value, Rejection> {
+    use wire::value::Kind;
+    let Some(Kind::Array(a)) = &v.kind else {
+        return scalar_from_wire(v, cuts);
+    };
+    if a.values.len() > MAX_ARRAY_LEN {
+        cuts.0 += 1;
     }
+    let vals = a.values[..a.values.len().min(MAX_ARRAY_LEN)]
+        .iter()
+        .map(|v| scalar_from_wire(v, cuts))
+        .collect::<Result<Vec<Value>, Rejection>>()?;
+    // OpenTelemetry arrays are homogeneous; the first element decides.
+    Ok(match vals.first() {
+        Some(Value::Bool(_)) => Value::Array(Array::Bool(
+            vals.iter()
+                .filter_map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        Some(Value::I64(_)) => Value::Array(Array::I64(
+            vals.iter()
+                .filter_map(|v| match v {
+                    Value::I64(i) => Some(*i),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        Some(Value::F64(_)) => Value::Array(Array::F64(
+            vals.iter()
+                .filter_map(|v| match v {
+                    Value::F64(f) => Some(*f),
+                    _ => None,
+                })
+                .collect(),
+        )),
+        // Scalars as text: a number's or a bool's is short, a string's cut.
+        _ => Value::Array(Array::String(
+            vals.iter().map(|v| StringValue::from(v.to_string())).collect(),
+        )),
+    })
 }
 
 pub(super) fn attrs_to_wire(attrs: &[KeyValue]) -> Vec<wire::KeyValue> {
@@ -89,14 +105,19 @@ pub(super) fn attrs_to_wire(attrs: &[KeyValue]) -> Vec<wire::KeyValue> {
         .collect()
 }
 
-pub(super) fn attrs_from_wire(attrs: &[wire::KeyValue]) -> Vec<KeyValue> {
+/// The guest's attributes, within the limits: refused over
+/// [`MAX_ATTRIBUTES`] or with a key over [`MAX_KEY_LEN`], values cut to fit.
+pub(super) fn attrs_from_wire(attrs: &[wire::KeyValue], cuts: &mut Cuts) -> Result<Vec<KeyValue>, Rejection> {
+    at_most(attrs.len(), MAX_ATTRIBUTES, Rejection::TooManyAttributes)?;
     attrs
         .iter()
         .map(|kv| {
-            KeyValue::new(
-                kv.key.clone(),
-                kv.value.as_ref().map(value_from_wire).unwrap_or(Value::Bool(false)),
-            )
+            at_most(kv.key.len(), MAX_KEY_LEN, Rejection::AttributeKeyTooLong)?;
+            let value = match kv.value.as_ref() {
+                Some(v) => value_from_wire(v, cuts)?,
+                None => Value::Bool(false),
+            };
+            Ok(KeyValue::new(kv.key.clone(), value))
         })
         .collect()
 }

@@ -33,6 +33,8 @@ impl Container {
 
     /// Registers exec process `exec_id`; Start runs it.
     pub fn add_exec(&self, exec_id: &str, paths: IoPaths, spec: Vec<u8>) -> Result<()> {
+        // The guest makes file names of it; refuse here what it would refuse.
+        voidbox_api::ids::check_exec_id(exec_id).map_err(ShimError::InvalidArgument)?;
         if self.init.exit().is_some() {
             return Err(ShimError::FailedPrecondition(format!(
                 "container {} is not running",

@@ -17,6 +17,9 @@ pub struct Metrics {
     pub rpc: Histogram<f64>,
     pub spans_relayed: Counter<u64>,
     pub spans_dropped: Counter<u64>,
+    /// What the guest sent that the host refused (or cut to fit), by
+    /// `reason`; see docs/security.md.
+    pub guest_rejected: Counter<u64>,
     pub clock_offset: Gauge<f64>,
     pub clock_uncertainty: Gauge<f64>,
     pub live_vms: UpDownCounter<i64>,
@@ -60,6 +63,11 @@ fn build(meter: &Meter) -> Metrics {
             .with_unit("{span}")
             .with_description("Guest spans dropped because the guest's buffer was full")
             .build(),
+        guest_rejected: meter
+            .u64_counter("voidbox.guest.rejected")
+            .with_unit("{item}")
+            .with_description("What the guest sent that the host refused or cut to fit, by reason")
+            .build(),
         clock_offset: meter
             .f64_gauge("voidbox.clock.offset")
             .with_unit("s")
@@ -99,6 +107,16 @@ fn build(meter: &Meter) -> Metrics {
 pub fn get() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(|| build(&global::meter("voidbox-shim")))
+}
+
+impl Metrics {
+    /// Counts `n` things the guest sent that were refused for `reason`
+    /// (snake_case, e.g. `span_malformed_id`), with the VM's attributes.
+    pub fn reject(&self, reason: &'static str, n: u64, vm: &[KeyValue]) {
+        let mut attrs = vm.to_vec();
+        attrs.push(KeyValue::new("reason", reason));
+        self.guest_rejected.add(n, &attrs);
+    }
 }
 
 /// Attributes every VM-related point carries.

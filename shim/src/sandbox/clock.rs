@@ -5,6 +5,10 @@
 //! wall clock, then measures what remains; it measures again while the
 //! container runs, since an emulated clock drifts. Guest timestamps are
 //! rebased by the sample nearest in time.
+//!
+//! Every number here but the host's own clock comes from the guest, which is
+//! untrusted: the arithmetic is checked or saturating, and a rebased
+//! timestamp must fall within the VM's life (see [`Clock::rebase`]).
 
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -29,9 +33,32 @@ pub fn now_ns() -> i64 {
     voidbox_api::otel::unix_nanos(SystemTime::now())
 }
 
+/// How far outside the VM's life a rebased guest timestamp may fall and
+/// still be kept: room for the samples' uncertainty and the clock's drift
+/// between them. The guest's first spans (its kernel's start) come after
+/// the host began booting it, its last before the host reads them.
+pub const WINDOW_SLACK_NS: i64 = 5_000_000_000;
+
+/// The guest's clock against the host's, for one VM.
 #[derive(Default)]
 pub struct Clock {
+    /// When the host began booting the VM, Unix ns: no guest timestamp is
+    /// older. None (the default) when unknown: no lower bound then.
+    started_ns: Option<i64>,
     samples: Mutex<Vec<Sample>>,
+}
+
+/// One exchange: host clock `t0`, guest clock `g`, host clock `t1`. `g` is
+/// the guest's word, so nothing here may overflow: an absurd `g` gives an
+/// absurd (saturated) offset, and rebasing by it lands out of the window.
+fn sample(t0: i64, g: i64, t1: i64) -> Sample {
+    let half = t1.saturating_sub(t0) / 2;
+    let mid = t0.saturating_add(half);
+    Sample {
+        host_ns: mid,
+        offset_ns: g.saturating_sub(mid),
+        uncertainty_ns: half,
+    }
 }
 
 async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
@@ -40,11 +67,7 @@ async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestErro
         let t0 = now_ns();
         let g = guest.clock().await?.realtime_unix_nano;
         let t1 = now_ns();
-        let sample = Sample {
-            host_ns: t0 + (t1 - t0) / 2,
-            offset_ns: g - (t0 + (t1 - t0) / 2),
-            uncertainty_ns: (t1 - t0) / 2,
-        };
+        let sample = sample(t0, g, t1);
         if best.is_none_or(|b| sample.uncertainty_ns < b.uncertainty_ns) {
             best = Some(sample);
         }
@@ -53,13 +76,21 @@ async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestErro
 }
 
 impl Clock {
+    /// The clock of a VM the host began booting at `started_ns` (Unix ns).
+    pub fn new(started_ns: i64) -> Self {
+        Clock {
+            started_ns: Some(started_ns),
+            samples: Mutex::default(),
+        }
+    }
+
     /// Sets the guest's wall clock from the host's, then measures what
     /// offset remains. Returns (offset before, offset after).
     pub async fn sync_at_boot(&self, guest: &GuestClient) -> Result<(Sample, Sample), GuestError> {
         let before = measure(guest, 3).await?;
         let req = SetTimeRequest {
             // The request reaches the guest about half a round trip later.
-            realtime_unix_nano: now_ns() + before.uncertainty_ns,
+            realtime_unix_nano: now_ns().saturating_add(before.uncertainty_ns),
             ..Default::default()
         };
         guest.set_time(&req).await?;
@@ -74,16 +105,42 @@ impl Clock {
         Ok(sample)
     }
 
-    /// A guest timestamp on the host's clock, by the sample nearest in time.
-    pub fn rebase(&self, guest_ns: i64) -> i64 {
-        let samples = self.samples.lock().expect("clock lock");
-        let nearest = samples
-            .iter()
-            .min_by_key(|s| (guest_ns - s.offset_ns - s.host_ns).unsigned_abs());
-        match nearest {
-            Some(s) => guest_ns - s.offset_ns,
-            None => guest_ns,
-        }
+    /// A guest timestamp on the host's clock, by the sample nearest in time;
+    /// None when it cannot be rebased (the subtraction overflows) or lands
+    /// outside the VM's life: before it was started, or after now, by more
+    /// than [`WINDOW_SLACK_NS`]. Such a timestamp is dropped, not clamped:
+    /// a span at a made-up time would mislead more than a missing one. The
+    /// caller drops what carries it and counts it
+    /// (`voidbox.guest.rejected`, reason `timestamp_out_of_window`).
+    pub fn rebase(&self, guest_ns: i64) -> Option<i64> {
+        self.rebase_at(guest_ns, now_ns())
+    }
+
+    fn rebase_at(&self, guest_ns: i64, now_ns: i64) -> Option<i64> {
+        let host_ns = {
+            let samples = self.samples.lock().expect("clock lock");
+            // Saturating is exact enough to find the nearest: only a sample
+            // absurdly far away saturates, and it is never the nearest.
+            let nearest = samples.iter().min_by_key(|s| {
+                guest_ns
+                    .saturating_sub(s.offset_ns)
+                    .saturating_sub(s.host_ns)
+                    .unsigned_abs()
+            });
+            match nearest {
+                Some(s) => guest_ns.checked_sub(s.offset_ns)?,
+                None => guest_ns,
+            }
+        };
+        self.in_window(host_ns, now_ns).then_some(host_ns)
+    }
+
+    /// Whether a host timestamp falls within the VM's life, with slack.
+    fn in_window(&self, host_ns: i64, now_ns: i64) -> bool {
+        let after_start = self
+            .started_ns
+            .is_none_or(|start| host_ns >= start.saturating_sub(WINDOW_SLACK_NS));
+        after_start && host_ns <= now_ns.saturating_add(WINDOW_SLACK_NS)
     }
 
     pub fn latest(&self) -> Option<Sample> {
@@ -98,7 +155,7 @@ mod tests {
     #[test]
     fn rebases_by_the_nearest_sample() {
         let clock = Clock::default();
-        assert_eq!(clock.rebase(5), 5, "no sample, no change");
+        assert_eq!(clock.rebase(5), Some(5), "no sample, no change");
         clock.samples.lock().unwrap().extend([
             Sample {
                 host_ns: 1_000_000,
@@ -111,7 +168,72 @@ mod tests {
                 uncertainty_ns: 10,
             },
         ]);
-        assert_eq!(clock.rebase(1_000_500), 1_000_000);
-        assert_eq!(clock.rebase(8_000_800), 8_000_000);
+        assert_eq!(clock.rebase(1_000_500), Some(1_000_000));
+        assert_eq!(clock.rebase(8_000_800), Some(8_000_000));
+    }
+
+    const SEC: i64 = 1_000_000_000;
+
+    #[test]
+    fn an_overflowing_rebase_is_dropped() {
+        let clock = Clock::default();
+        clock.samples.lock().unwrap().push(Sample {
+            host_ns: 0,
+            offset_ns: 1,
+            uncertainty_ns: 0,
+        });
+        assert_eq!(clock.rebase_at(i64::MIN, 0), None);
+        clock.samples.lock().unwrap()[0].offset_ns = i64::MIN;
+        assert_eq!(clock.rebase_at(0, i64::MAX), None);
+    }
+
+    #[test]
+    fn timestamps_outside_the_vms_life_are_dropped() {
+        let clock = Clock::new(100 * SEC);
+        let now = 200 * SEC;
+        assert_eq!(clock.rebase_at(150 * SEC, now), Some(150 * SEC));
+        assert_eq!(clock.rebase_at(96 * SEC, now), Some(96 * SEC), "within the slack");
+        assert_eq!(clock.rebase_at(94 * SEC, now), None, "before the VM");
+        assert_eq!(clock.rebase_at(204 * SEC, now), Some(204 * SEC), "within the slack");
+        assert_eq!(clock.rebase_at(206 * SEC, now), None, "in the future");
+        assert_eq!(clock.rebase_at(-1, now), None);
+        // Unknown start: only the future is out.
+        assert_eq!(Clock::default().rebase_at(-1, now), Some(-1));
+        assert_eq!(Clock::default().rebase_at(206 * SEC, now), None);
+    }
+
+    #[test]
+    fn an_absurd_guest_clock_makes_a_sample_not_a_panic() {
+        let s = sample(10, i64::MIN, 20);
+        assert_eq!(s.offset_ns, i64::MIN);
+        let s = sample(i64::MAX - 1, i64::MAX, i64::MIN);
+        assert!(s.uncertainty_ns <= 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn rebasing_never_panics_and_stays_in_the_window(
+            exchanges in proptest::collection::vec(
+                (proptest::num::i64::ANY, proptest::num::i64::ANY, proptest::num::i64::ANY), 0..6),
+            started in proptest::option::of(proptest::num::i64::ANY),
+            now in proptest::num::i64::ANY,
+            stamps in proptest::collection::vec(proptest::num::i64::ANY, 1..16),
+        ) {
+            let clock = match started {
+                Some(t) => Clock::new(t),
+                None => Clock::default(),
+            };
+            clock.samples.lock().unwrap().extend(exchanges.iter().map(|&(t0, g, t1)| sample(t0, g, t1)));
+            for g in stamps {
+                if let Some(h) = clock.rebase_at(g, now) {
+                    proptest::prop_assert!(h <= now.saturating_add(WINDOW_SLACK_NS));
+                    if let Some(t) = started {
+                        proptest::prop_assert!(h >= t.saturating_sub(WINDOW_SLACK_NS));
+                    }
+                }
+            }
+        }
     }
 }

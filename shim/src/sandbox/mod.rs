@@ -115,7 +115,8 @@ impl Sandbox {
             vm.kernel = %config.kernel.display(),
             vm.image = %config.root.path().display(),
         );
-        let clock = Arc::new(Clock::default());
+        // Before the VM exists: no guest timestamp may be older.
+        let clock = Arc::new(Clock::new(clock::now_ns()));
         let mut boot_attrs = attrs.clone();
         boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
         let (vm, guest, network) = traced(boot_span.clone(), async {
@@ -152,7 +153,11 @@ impl Sandbox {
         .await?;
         metrics::get().live_vms.add(1, &attrs);
 
-        let mux = StreamMux::new();
+        // The mux stands below otel: it reports, the sandbox counts.
+        let reject_attrs = attrs.clone();
+        let mux = StreamMux::new(Box::new(move |why| {
+            metrics::get().reject(why.reason(), 1, &reject_attrs)
+        }));
         let sandbox = Arc::new(Sandbox {
             id: id.to_string(),
             vm_id,
@@ -194,7 +199,8 @@ impl Sandbox {
         }
         // The guest samples only while this stream is open.
         if let Some(interval) = obs.telemetry {
-            tasks.push(telemetry::start(guest, interval, attrs));
+            let memory = u64::from(settings.memory_mib).saturating_mul(1 << 20);
+            tasks.push(telemetry::start(guest, interval, memory, attrs));
         }
         drop(tasks);
         Ok(sandbox)

@@ -17,6 +17,8 @@ pub async fn add(svc: &TaskService, req: ExecRequest) -> Result<ExecResponse> {
     if req.exec_id.is_empty() {
         return Err(TaskError::Invalid("exec without an exec id".into()));
     }
+    // The id names files in the bundle (`exec-<id>.json`): no `/`, no `..`.
+    voidbox_api::ids::check_exec_id(&req.exec_id).map_err(TaskError::Invalid)?;
     if container.init.exit().is_some() {
         return Err(TaskError::Precondition(format!("container {} is not running", req.id)));
     }
@@ -56,4 +58,34 @@ pub async fn start(svc: &TaskService, container: &Arc<Container>, process: &Arc<
         .await;
     let _ = std::fs::remove_file(&process_file);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reaper::Reaper;
+
+    #[tokio::test]
+    async fn exec_ids_that_are_not_one_path_component_are_refused() {
+        let svc = TaskService::new(Reaper::default());
+        svc.containers
+            .lock()
+            .unwrap()
+            .insert("c1".into(), Arc::new(Container::new("c1")));
+        for bad in ["../../etc/passwd", "a/b", "..", "/abs"] {
+            let req = ExecRequest {
+                id: "c1".into(),
+                exec_id: bad.into(),
+                ..Default::default()
+            };
+            let err = add(&svc, req).await.expect_err(bad);
+            assert!(matches!(err, TaskError::Invalid(_)), "{bad:?}: {err}");
+        }
+        let ok = ExecRequest {
+            id: "c1".into(),
+            exec_id: "e1".into(),
+            ..Default::default()
+        };
+        assert!(add(&svc, ok).await.is_ok());
+    }
 }
