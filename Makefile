@@ -124,8 +124,10 @@ jaeger-gantt:
 	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and the release guest image to $(PREFIX)/share/voidbox,
-## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself
+## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself.
+## Also the system user `voidbox` the VMMs run as (kept by uninstall: `userdel voidbox` removes it)
 install: deps kernel guest-bins
+	hack/vmm-user.sh
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
 		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \
