@@ -76,7 +76,7 @@ test-libkrun:
 	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
 			--test vm --test containerd --test containerd_io --test docker --test task_v3 \
-			--test tracing --test tracing_containerd --test pod_churn \
+			--test tracing --test tracing_containerd --test pod_churn --test confinement \
 			--test pod_network --test cri_pod --test cri_kubelet; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
