@@ -76,7 +76,7 @@ test-libkrun:
 	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
 			--test vm --test containerd --test containerd_io --test docker --test task_v3 \
-			--test tracing --test tracing_containerd --test pod_churn \
+			--test tracing --test tracing_containerd --test pod_churn --test confinement \
 			--test pod_network --test cri_pod --test cri_kubelet; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
@@ -130,8 +130,10 @@ jaeger-gantt:
 	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and the release guest image to $(PREFIX)/share/voidbox,
-## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself
+## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself.
+## Also the system user `voidbox` the VMMs run as (kept by uninstall: `userdel voidbox` removes it)
 install: deps kernel guest-bins
+	hack/vmm-user.sh
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
 		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what voidbox needs on Debian 12: the apt packages that are missing,
-# and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE). Then
+# the system user `voidbox` VMMs run as, and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE). Then
 # fetches into that cache, without installing them, the guest's crun 1.21 and
 # the newer clients containerd 2.1 and Docker 28 (hack/fetch-debs.sh).
 # A second run finds everything present and installs nothing.
@@ -44,6 +44,9 @@ if (( ${#missing[@]} )); then
     apt-get update -q >&2
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
+
+# The unprivileged user VMMs and their helpers run as (docs/security.md).
+"$(dirname "$0")/vmm-user.sh" >&2
 
 vsock=$cache/vhost-device-vsock-$VHOST_VSOCK_VERSION/bin/vhost-device-vsock
 if [[ ! -x $vsock ]]; then

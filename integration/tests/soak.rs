@@ -32,7 +32,6 @@ fn status_kib(pid: i32, key: &str) -> usize {
 /// What could leak, by name.
 fn sample(ctd: &CriContainerd, shim: i32) -> BTreeMap<&'static str, usize> {
     let containerd = ctd.pid() as i32;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let cgroups: usize = ctd.cgroup_parent_dirs().iter().map(|d| walkdir_dirs(d)).sum();
     BTreeMap::from([
         ("containerd fds", count(Path::new(&format!("/proc/{containerd}/fd")))),
@@ -41,7 +40,12 @@ fn sample(ctd: &CriContainerd, shim: i32) -> BTreeMap<&'static str, usize> {
         ("shim fds", count(Path::new(&format!("/proc/{shim}/fd")))),
         ("shim threads", status_kib(shim, "Threads:")),
         ("shim RSS KiB", status_kib(shim, "VmRSS:")),
-        ("mounts", mountinfo.lines().count()),
+        // This containerd's and its VMs' (other tests may mount meanwhile).
+        (
+            "mounts",
+            voidbox_integration::mounts_mentioning(&ctd.dir).len()
+                + voidbox_integration::mounts_mentioning(&ctd.state).len(),
+        ),
         ("VM state entries", count(&ctd.vm_state_root())),
         ("shim sockets", count(&ctd.state.join("s"))),
         ("cgroups", cgroups),

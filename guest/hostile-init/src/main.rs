@@ -60,7 +60,13 @@ fn dial_ttrpc() -> std::fs::File {
 fn mode() -> String {
     // SAFETY: mount(2) with static C strings; /proc exists in the image.
     unsafe {
-        libc::mount(c"proc".as_ptr(), c"/proc".as_ptr(), c"proc".as_ptr(), 0, std::ptr::null());
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            0,
+            std::ptr::null(),
+        );
     }
     std::fs::read_to_string("/proc/cmdline")
         .unwrap_or_default()

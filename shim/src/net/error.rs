@@ -55,6 +55,9 @@ pub enum NetError {
     #[error("network namespace {} already has a device {name}: left by an earlier run? (`Redirect::existing(..).teardown()` removes it)", netns.display())]
     TapExists { netns: PathBuf, name: String },
 
+    #[error("preparing the descriptor the VMM gets tap {tap} on: {source}")]
+    TapDescriptor { tap: String, source: std::io::Error },
+
     #[error("invalid interface name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
 }
@@ -74,6 +77,7 @@ impl NetError {
             NetError::NoSuchInterface { .. } => "no_such_interface",
             NetError::TapExists { .. } => "tap_exists",
             NetError::InvalidName { .. } => "invalid_name",
+            NetError::TapDescriptor { .. } => "tap_descriptor",
         }
     }
 }

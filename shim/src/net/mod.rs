@@ -8,8 +8,9 @@
 //!    the veth to the tap and back with tc ([`Redirect::setup`]): the
 //!    namespace's own stack sees none of them any more;
 //! 3. starts the VMM inside the namespace ([`netns::enter_in_child`]), where
-//!    it opens the tap by name (QEMU's `-netdev tap,ifname=`, libkrun's
-//!    `krun_add_net_tap`);
+//!    libkrun opens the tap by name (`krun_add_net_tap`); QEMU, which runs
+//!    unprivileged, is handed the tap already open ([`tapfd::open_in_child`],
+//!    `-netdev tap,fd=`);
 //! 4. removes the redirect and the tap when the pod ends ([`Redirect::teardown`]).
 //!
 //! The work is done by iproute2's `ip` and `tc`, run in a child that enters
@@ -22,6 +23,7 @@ mod inspect;
 pub mod loopback;
 pub mod netns;
 mod tap;
+pub mod tapfd;
 
 #[cfg(test)]
 mod tests;

@@ -166,7 +166,7 @@ fn has_ingress(ns: &Netns, dev: &str) -> Result<bool, NetError> {
 
 /// The kernel's rules for interface names (dev_valid_name), and no leading
 /// `-`, which `ip` and `tc` would take for an option.
-fn validate_name(name: &str) -> Result<(), NetError> {
+pub(super) fn validate_name(name: &str) -> Result<(), NetError> {
     let invalid = |reason| {
         Err(NetError::InvalidName {
             name: name.to_string(),

@@ -9,10 +9,10 @@ use tracing::{info, info_span, warn, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::clock::{Clock, Sample};
-use crate::error::Result;
+use crate::error::{Result, ShimError};
 use crate::guest::GuestClient;
 use crate::otel::metrics;
-use crate::vm::{Backend, MicroVm, VmConfig};
+use crate::vm::{Backend, MicroVm, VmConfig, VmError};
 
 /// How often the clock offset is measured again while the VM runs.
 const CLOCK_RESYNC: Duration = Duration::from_secs(10);
@@ -48,12 +48,17 @@ pub(super) async fn boot(
     };
     phase("ready", t);
     let t = Instant::now();
-    let synced = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")).await;
+    // A VM that ends mid-exchange fails the boot at once, saying so, not
+    // when the RPC's bound runs out.
+    let synced = tokio::select! {
+        s = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")) => s.map_err(ShimError::from),
+        exit = vm.wait() => Err(VmError::EndedBeforeReady { exit }.into()),
+    };
     let (before, after) = match synced {
         Ok(s) => s,
         Err(e) => {
             vm.kill().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     phase("clock_sync", t);

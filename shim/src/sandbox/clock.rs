@@ -39,6 +39,9 @@ pub fn now_ns() -> i64 {
 /// the host began booting it, its last before the host reads them.
 pub const WINDOW_SLACK_NS: i64 = 5_000_000_000;
 
+/// How many samples a clock keeps: an hour's at the resync interval.
+const MAX_SAMPLES: usize = 360;
+
 /// The guest's clock against the host's, for one VM.
 #[derive(Default)]
 pub struct Clock {
@@ -101,8 +104,20 @@ impl Clock {
     /// Measures the offset again and keeps the sample.
     pub async fn remeasure(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
         let sample = measure(guest, ROUNDS).await?;
-        self.samples.lock().expect("clock lock").push(sample);
+        self.keep(sample);
         Ok(sample)
+    }
+
+    /// Keeps `sample`, and at most `MAX_SAMPLES`: the boot's (the first) and
+    /// the newest. Spans arrive within seconds of their end, so the samples
+    /// that rebase them are recent; a VM that runs for days must not keep
+    /// one every 10 s forever.
+    fn keep(&self, sample: Sample) {
+        let mut samples = self.samples.lock().expect("clock lock");
+        if samples.len() >= MAX_SAMPLES {
+            samples.remove(1);
+        }
+        samples.push(sample);
     }
 
     /// A guest timestamp on the host's clock, by the sample nearest in time;
@@ -235,5 +250,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn keeps_the_boot_sample_and_the_newest_only() {
+        let clock = Clock::default();
+        for i in 0..(MAX_SAMPLES as i64 + 100) {
+            clock.keep(Sample {
+                host_ns: i,
+                offset_ns: 0,
+                uncertainty_ns: 1,
+            });
+        }
+        let samples = clock.samples.lock().unwrap();
+        assert_eq!(samples.len(), MAX_SAMPLES);
+        assert_eq!(samples[0].host_ns, 0, "the boot's");
+        assert_eq!(samples.last().unwrap().host_ns, MAX_SAMPLES as i64 + 99, "the newest");
     }
 }

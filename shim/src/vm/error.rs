@@ -63,6 +63,13 @@ pub enum VmError {
     #[error("the VM ended before the guest was ready: {exit}")]
     EndedBeforeReady { exit: VmExit },
 
+    #[error("VMMs run as the unprivileged user {user:?}, which cannot be used ({reason}): {fix}")]
+    VmmUser {
+        user: &'static str,
+        reason: String,
+        fix: &'static str,
+    },
+
     #[error("hardware virtualization unavailable: {0}")]
     NoKvm(String),
 }
@@ -84,6 +91,7 @@ impl VmError {
             VmError::ReadyTimeout { .. } => "ready_timeout",
             VmError::EndedBeforeReady { .. } => "vm_ended",
             VmError::NoKvm(_) => "no_kvm",
+            VmError::VmmUser { .. } => "vmm_user",
             VmError::Network(_) => "network",
         }
     }

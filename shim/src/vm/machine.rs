@@ -11,6 +11,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::confine::{own_dir, own_socket, VmmUser};
 use super::console::{tail, Follower};
 use super::exit::VmExit;
 use super::process::{FirstExit, ProcessSet};
@@ -51,6 +52,7 @@ impl MicroVm {
     pub async fn start(backend: &dyn Backend, config: VmConfig) -> Result<MicroVm, VmError> {
         backend.preflight()?;
         config.validate()?;
+        let user = VmmUser::resolve()?;
 
         // A state directory left by a VM that died with its host process holds
         // only stale sockets and logs.
@@ -58,16 +60,19 @@ impl MicroVm {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| VmError::io("create state directory", &config.state_dir, e))?;
         let state_dir = StateDir(config.state_dir.clone());
+        own_dir(&config.state_dir, user.as_ref())?;
 
         let mut listeners = HashMap::new();
         for &port in &config.vsock_ports {
             let path = config.vsock_path(port);
             let listener = UnixListener::bind(&path).map_err(|e| VmError::io("bind vsock socket", &path, e))?;
+            // The VMM (or its vsock helper) connects here for the guest.
+            own_socket(&path, user.as_ref())?;
             listeners.insert(port, listener);
         }
 
         let spawned_at = Instant::now();
-        let mut procs = ProcessSet::new(&config.state_dir);
+        let mut procs = ProcessSet::new(&config.state_dir, user);
         if let Err(e) = backend.spawn(&config, &mut procs).await {
             procs.kill_all().await;
             return Err(e);

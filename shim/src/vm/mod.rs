@@ -2,6 +2,7 @@
 //! machinery every backend shares (processes, sockets, console, exits).
 
 mod config;
+pub mod confine;
 mod console;
 mod error;
 mod exit;
@@ -14,6 +15,7 @@ pub mod select;
 mod tsc;
 
 pub use config::{GuestRoot, Share, VmConfig, VmNetwork, MAX_UNIX_PATH};
+pub use confine::{Confinement, RunsAs};
 pub use error::VmError;
 pub use exit::VmExit;
 pub use machine::MicroVm;
@@ -30,7 +32,8 @@ use async_trait::async_trait;
 /// - each [`Share`] is visible to the guest as virtio-fs with its tag;
 /// - the guest console goes to `config.console_log()`;
 /// - a guest reset (vminitd's power-off, or a panic) ends the VMM process;
-/// - every process is added to `procs`, whose first entry is the VMM.
+/// - every process is added to `procs`, whose first entry is the VMM, running
+///   as its [`Confinement`] says.
 #[async_trait]
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
@@ -41,10 +44,16 @@ pub trait Backend: Send + Sync {
     /// The kernel command line this backend boots `config` with.
     fn cmdline(&self, config: &VmConfig) -> String;
 
-    /// The programs it runs for `config`, as their command lines name them:
-    /// the VMM first, then each helper. What tests and tools expect of a
-    /// running VM, whichever the backend.
-    fn processes(&self, config: &VmConfig) -> Vec<&'static str>;
+    /// The processes it runs for `config`, the VMM first, then each helper,
+    /// and what each is held to: whose privileges, which seccomp state.
+    /// What tests and tools expect of a running VM, whichever the backend.
+    fn confinement(&self, config: &VmConfig) -> Vec<Confinement>;
+
+    /// The programs it runs for `config`, as their command lines name them,
+    /// in [`Backend::confinement`]'s order.
+    fn processes(&self, config: &VmConfig) -> Vec<&'static str> {
+        self.confinement(config).iter().map(|c| c.program).collect()
+    }
 
     /// Starts the VMM (and any helpers) for a validated `config`.
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError>;

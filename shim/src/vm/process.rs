@@ -3,7 +3,8 @@
 //! Each child gets PR_SET_PDEATHSIG(SIGKILL), so it dies with the process
 //! (strictly: the thread) that spawned it, and `kill_on_drop`, so dropping
 //! the set kills whatever still runs. Children are spawned from tokio worker
-//! threads, which live as long as the runtime.
+//! threads, which live as long as the runtime. Each creates its files 0600
+//! (umask 077), and those the backend says need no root run as the VMM user.
 
 use std::fs::File;
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::future::select_all;
 use tokio::process::Child;
 
+use super::confine::{RunsAs, VmmUser};
 use super::console::tail;
 use super::VmError;
 
@@ -28,6 +30,8 @@ struct Managed {
 /// The VMM (index 0 once spawned) and the helpers it needs.
 pub struct ProcessSet {
     log_dir: PathBuf,
+    /// Who `RunsAs::VmmUser` processes become; `None` when the shim is not root.
+    user: Option<VmmUser>,
     vmm: Option<Managed>,
     helpers: Vec<Managed>,
 }
@@ -43,24 +47,31 @@ pub enum FirstExit {
 }
 
 impl ProcessSet {
-    pub fn new(log_dir: &Path) -> Self {
+    pub fn new(log_dir: &Path, user: Option<VmmUser>) -> Self {
         ProcessSet {
             log_dir: log_dir.to_path_buf(),
+            user,
             vmm: None,
             helpers: Vec::new(),
         }
     }
 
-    fn spawn(&self, name: &str, mut cmd: std::process::Command) -> Result<Managed, VmError> {
+    fn spawn(&self, name: &str, mut cmd: std::process::Command, runs_as: RunsAs) -> Result<Managed, VmError> {
         let log = self.log_dir.join(format!("{name}.log"));
         let out = File::create(&log).map_err(|e| VmError::io("create log", &log, e))?;
         let err = out.try_clone().map_err(|e| VmError::io("create log", &log, e))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        if let (RunsAs::VmmUser, Some(user)) = (runs_as, &self.user) {
+            user.drop_in_child(&mut cmd);
+        }
         let parent = std::process::id();
         // SAFETY: the closure runs between fork and exec and only makes
-        // async-signal-safe calls (prctl, getppid, _exit).
+        // async-signal-safe calls (umask, prctl, getppid, _exit). It runs
+        // after any privilege drop: a credential change clears PDEATHSIG.
         unsafe {
             cmd.pre_exec(move || {
+                // Sockets and logs the process creates are its own alone.
+                libc::umask(0o077);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -86,18 +97,23 @@ impl ProcessSet {
     }
 
     /// Spawns a helper the VMM depends on; returns its index.
-    pub fn spawn_helper(&mut self, name: &str, cmd: std::process::Command) -> Result<usize, VmError> {
-        let managed = self.spawn(name, cmd)?;
+    pub fn spawn_helper(&mut self, name: &str, cmd: std::process::Command, runs_as: RunsAs) -> Result<usize, VmError> {
+        let managed = self.spawn(name, cmd, runs_as)?;
         self.helpers.push(managed);
         Ok(self.helpers.len() - 1)
     }
 
     /// Spawns the VMM itself; returns its pid.
-    pub fn spawn_vmm(&mut self, name: &str, cmd: std::process::Command) -> Result<u32, VmError> {
-        let managed = self.spawn(name, cmd)?;
+    pub fn spawn_vmm(&mut self, name: &str, cmd: std::process::Command, runs_as: RunsAs) -> Result<u32, VmError> {
+        let managed = self.spawn(name, cmd, runs_as)?;
         let pid = managed.child.id().unwrap_or(0);
         self.vmm = Some(managed);
         Ok(pid)
+    }
+
+    /// Who `RunsAs::VmmUser` processes run as, if the shim drops to anyone.
+    pub fn vmm_user(&self) -> Option<&VmmUser> {
+        self.user.as_ref()
     }
 
     pub fn vmm_pid(&self) -> Option<u32> {

@@ -3,7 +3,13 @@
 //!
 //! It runs anywhere: with `-accel kvm` where hardware KVM works, otherwise
 //! under TCG (software emulation).
+//!
+//! Confinement (docs/security.md): QEMU runs as the VMM user under its own
+//! seccomp filter (`-sandbox`), with a pod's tap handed to it open;
+//! vhost-device-vsock runs as the VMM user; virtiofsd keeps root for its
+//! namespace sandbox, drops capabilities and installs its seccomp filter.
 
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -11,10 +17,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::info;
 
-use super::{kvm, Backend, GuestRoot, ProcessSet, VmConfig, VmError};
+use super::confine::own_socket;
+use super::{kvm, Backend, Confinement, GuestRoot, ProcessSet, RunsAs, VmConfig, VmError};
 use crate::assets::{Tool, LIBEXEC_DIR};
 
 const HELPER_SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// QEMU's seccomp filter with every optional class denied: obsolete system
+/// calls, set*uid/gid, fork and exec, and scheduler and affinity changes.
+/// QEMU 7.2's `-runas` calls setgid after the filter is in place, which
+/// `elevateprivileges=deny` kills it for: the privileges are dropped before
+/// exec instead (vm/confine.rs).
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /// Kernel arguments of every QEMU guest. reboot=t: vminitd's power-off resets
 /// the machine with a triple fault, and -no-reboot turns the reset into
@@ -113,10 +127,32 @@ impl Backend for Qemu {
         format!("{BASE_CMDLINE}{tsc} voidbox.backend=qemu {}", config.common_cmdline())
     }
 
-    fn processes(&self, config: &VmConfig) -> Vec<&'static str> {
-        let mut names = vec![QEMU.name, VHOST_VSOCK.name];
-        names.extend(config.shares.iter().map(|_| VIRTIOFSD.name));
-        names
+    fn confinement(&self, config: &VmConfig) -> Vec<Confinement> {
+        let mut procs = vec![
+            Confinement {
+                program: QEMU.name,
+                runs_as: RunsAs::VmmUser,
+                seccomp: true,
+                reduced_caps: true,
+            },
+            // vhost-device-vsock has no seccomp filter of its own.
+            Confinement {
+                program: VHOST_VSOCK.name,
+                runs_as: RunsAs::VmmUser,
+                seccomp: false,
+                reduced_caps: true,
+            },
+        ];
+        // virtiofsd needs root to build its sandbox (namespaces,
+        // pivot_root into the share) and to serve files of every owner; it
+        // then keeps only the capabilities file serving needs, under seccomp.
+        procs.extend(config.shares.iter().map(|_| Confinement {
+            program: VIRTIOFSD.name,
+            runs_as: RunsAs::Root,
+            seccomp: true,
+            reduced_caps: true,
+        }));
+        procs
     }
 
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
@@ -127,7 +163,7 @@ impl Backend for Qemu {
             .arg("--guest-cid=3")
             .arg(format!("--socket={}", vhost_socket.display()))
             .arg(format!("--uds-path={}", uds_path.display()));
-        let vsock_index = procs.spawn_helper("vhost-device-vsock", vsock)?;
+        let vsock_index = procs.spawn_helper("vhost-device-vsock", vsock, RunsAs::VmmUser)?;
 
         let virtiofsd = VIRTIOFSD.locate()?;
         let mut fs_sockets = Vec::new();
@@ -143,8 +179,13 @@ impl Backend for Qemu {
                 // share: the guest sees them as mounts of their own (with
                 // their own inode numbers) rather than one filesystem.
                 .arg("-o")
-                .arg("announce_submounts");
-            let index = procs.spawn_helper(&format!("virtiofsd-{i}"), fs)?;
+                .arg("announce_submounts")
+                // Its default, pinned: mount, pid and net namespaces, with
+                // pivot_root into the share, so it sees nothing else.
+                // Its seccomp filter is always on.
+                .arg("-o")
+                .arg("sandbox=namespace");
+            let index = procs.spawn_helper(&format!("virtiofsd-{i}"), fs, RunsAs::Root)?;
             fs_sockets.push((index, socket, share.tag.clone()));
         }
 
@@ -152,19 +193,32 @@ impl Backend for Qemu {
         procs
             .wait_for_socket(vsock_index, &vhost_socket, HELPER_SOCKET_TIMEOUT)
             .await?;
+        own_socket(&vhost_socket, procs.vmm_user())?;
         for (index, socket, _) in &fs_sockets {
             procs.wait_for_socket(*index, socket, HELPER_SOCKET_TIMEOUT).await?;
+            // virtiofsd made it as root; QEMU connects as the VMM user.
+            own_socket(socket, procs.vmm_user())?;
         }
 
         let fs: Vec<(PathBuf, String)> = fs_sockets.into_iter().map(|(_, s, t)| (s, t)).collect();
-        let args = qemu_args(config, self.accel, &self.cmdline(config), &vhost_socket, &fs);
         let mut qemu = Command::new(QEMU.locate()?);
-        qemu.args(args);
-        if let Some(net) = &config.network {
-            // QEMU opens the pod's tap by name: only inside its namespace.
-            crate::net::netns::enter_in_child(&mut qemu, &net.netns)?;
-        }
-        procs.spawn_vmm("qemu", qemu)?;
+        // The child opens the pod's tap in its namespace, as root, before
+        // the drop; the slot keeps the descriptor's number until the spawn.
+        let tap = match &config.network {
+            Some(net) => Some(crate::net::tapfd::open_in_child(&mut qemu, &net.netns, &net.tap)?),
+            None => None,
+        };
+        let tap_fd = tap.as_ref().map(|t| t.fd());
+        qemu.args(qemu_args(
+            config,
+            self.accel,
+            &self.cmdline(config),
+            &vhost_socket,
+            &fs,
+            tap_fd,
+        ));
+        procs.spawn_vmm("qemu", qemu, RunsAs::VmmUser)?;
+        drop(tap);
         Ok(())
     }
 }
@@ -193,6 +247,7 @@ pub fn machine_args(accel: Accel, vcpus: u32, memory_mib: u32, kernel: &Path, cm
         Accel::Tcg => ("tcg", "max"),
     };
     a.extend(["-accel".into(), accel.into(), "-cpu".into(), cpu.into()]);
+    a.extend(["-sandbox".into(), SANDBOX.into()]);
     a.extend(["-smp".into(), vcpus.to_string(), "-m".into(), format!("{memory_mib}M")]);
     // vhost-user devices need guest memory the helpers can map.
     a.extend([
@@ -215,6 +270,7 @@ pub fn qemu_args(
     cmdline: &str,
     vhost_vsock: &Path,
     fs: &[(PathBuf, String)],
+    tap_fd: Option<RawFd>,
 ) -> Vec<String> {
     let mut a = machine_args(accel, config.vcpus, config.memory_mib, &config.kernel, cmdline);
     match &config.root {
@@ -247,10 +303,10 @@ pub fn qemu_args(
             format!("vhost-user-fs-device,chardev=fs{i},tag={tag}"),
         ]);
     }
-    if let Some(net) = &config.network {
+    if let (Some(net), Some(fd)) = (&config.network, tap_fd) {
         a.extend([
             "-netdev".into(),
-            format!("tap,id=net0,ifname={},script=no,downscript=no", net.tap),
+            format!("tap,id=net0,fd={fd}"),
             "-device".into(),
             format!("virtio-net-device,netdev=net0,mac={}", net.mac),
         ]);
@@ -285,6 +341,7 @@ mod tests {
             "console=ttyS0",
             Path::new("/run/voidbox/t/vhost-vsock.sock"),
             &fs,
+            None,
         )
         .join(" ");
         for want in [
@@ -298,6 +355,7 @@ mod tests {
             "vhost-user-fs-device,chardev=fs0,tag=rootfs",
             "path=/run/voidbox/t/console.log",
             "-no-reboot",
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         ] {
             assert!(args.contains(want), "missing {want:?} in {args}");
         }

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use async_trait::async_trait;
 
-use super::{kvm, Backend, GuestRoot, ProcessSet, VmConfig, VmError};
+use super::{kvm, Backend, Confinement, GuestRoot, ProcessSet, RunsAs, VmConfig, VmError};
 use crate::assets::{Tool, LIBEXEC_DIR};
 use plan::KrunPlan;
 
@@ -81,9 +81,17 @@ impl Backend for Libkrun {
         format!("{BASE_CMDLINE} voidbox.backend=libkrun {}", config.common_cmdline())
     }
 
-    fn processes(&self, _config: &VmConfig) -> Vec<&'static str> {
+    fn confinement(&self, _config: &VmConfig) -> Vec<Confinement> {
         // Devices, virtio-fs included, run inside the VMM's own process.
-        vec![VOIDBOX_KRUN.name]
+        // Its virtio-fs serves files of every owner and opens the pod's tap
+        // by name, so the process keeps root; libkrun has no seccomp filter
+        // of its own (docs/security.md).
+        vec![Confinement {
+            program: VOIDBOX_KRUN.name,
+            runs_as: RunsAs::Root,
+            seccomp: false,
+            reduced_caps: false,
+        }]
     }
 
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
@@ -97,7 +105,7 @@ impl Backend for Libkrun {
             // libkrun opens the pod's tap by name: only inside its namespace.
             crate::net::netns::enter_in_child(&mut vmm, &net.netns)?;
         }
-        procs.spawn_vmm("libkrun", vmm)?;
+        procs.spawn_vmm("libkrun", vmm, RunsAs::Root)?;
         Ok(())
     }
 }
