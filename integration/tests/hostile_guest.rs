@@ -23,7 +23,8 @@ fn rss_kib(shim: &ShimUnderTest) -> usize {
         .unwrap()
 }
 
-async fn survives(mode: &str, expected: &str) {
+/// `expected`: what the error may say (any one of them).
+async fn survives(mode: &str, expected: &[&str]) {
     let cmdline = format!("init=/hostile-init voidbox.hostile={mode}");
     let shim = ShimUnderTest::start_with_env(
         &format!("hostile-{mode}"),
@@ -40,7 +41,11 @@ async fn survives(mode: &str, expected: &str) {
     let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
     let took = t.elapsed();
     println!("{mode}: Create failed after {took:?}: {err}");
-    assert!(err.to_string().contains(expected), "{mode}: {err}\n{}", shim.log());
+    assert!(
+        expected.iter().any(|e| err.to_string().contains(e)),
+        "{mode}: {err}\n{}",
+        shim.log()
+    );
     assert!(took < Duration::from_secs(45), "{mode}: {took:?}");
 
     // Still up, still answering.
@@ -66,20 +71,28 @@ async fn survives(mode: &str, expected: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_frames() {
-    survives("garbage", "guest RPC System.Clock").await;
+    survives("garbage", &["guest RPC System.Clock"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpcs_never_answered() {
-    survives("silent", "guest RPC System.Clock: no answer within 10s").await;
+    survives("silent", &["guest RPC System.Clock: no answer within 10s"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_stdio_streams() {
-    survives("flood", "guest RPC System.Clock: no answer within 10s").await;
+    survives("flood", &["guest RPC System.Clock: no answer within 10s"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_off_in_the_middle_of_an_rpc() {
-    survives("exit", "the VM ended before the guest was ready").await;
+    // Whichever the shim sees first: the connection's end or the VM's.
+    survives(
+        "exit",
+        &[
+            "guest RPC System.Clock: socket err",
+            "the VM ended before the guest was ready",
+        ],
+    )
+    .await;
 }
