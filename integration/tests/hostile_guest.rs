@@ -96,3 +96,77 @@ async fn a_power_off_in_the_middle_of_an_rpc() {
     )
     .await;
 }
+
+/// A guest that boots like vminitd, then lies in well-formed messages: a
+/// span batch over the limit, spans with zero ids, timestamps from 1970 and
+/// from the far future, 5000 attributes. The host exports what is within
+/// its limits, nothing else, and counts each refusal by its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn well_formed_lies() {
+    let otlp = voidbox_integration::otlp::Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let shim = ShimUnderTest::start_with_env(
+        "hostile-lies",
+        &spec(&["true"]),
+        &[
+            ("VOIDBOX_GUEST_CMDLINE", "init=/hostile-init voidbox.hostile=lies"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+        ],
+    )
+    .await;
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    let err = shim.client.create(shim.ctx(&[]), &create).await.unwrap_err();
+    assert!(err.to_string().contains("a hostile guest creates nothing"), "{err}");
+    let log = shim.log();
+    shim.shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
+
+    let count = |spans: &[voidbox_integration::otlp::Span], name: &str| spans.iter().filter(|s| s.name == name).count();
+    assert!(
+        otlp.wait_for(Duration::from_secs(10), |s| count(s, "lie.ok") == 2)
+            .await,
+        "the guest's honest spans arrive: {:?}\n{log}",
+        otlp.spans()
+            .iter()
+            .map(|s| format!("{}:{}", s.service, s.name))
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let spans = otlp.spans();
+    assert_eq!(count(&spans, "lie.bulk"), 512, "a batch is cut at the limit");
+    for lie in [
+        "lie.zero-ids",
+        "lie.from-1970",
+        "lie.from-the-far-future",
+        "lie.attributes",
+    ] {
+        assert_eq!(count(&spans, lie), 0, "{lie} is not exported");
+    }
+    let reasons = [
+        "batch_too_large",
+        "span_malformed_id",
+        "timestamp_out_of_window",
+        "span_too_many_attributes",
+    ];
+    let counted = |points: &[voidbox_integration::otlp::metrics::Point]| {
+        reasons.iter().all(|r| {
+            points.iter().any(|p| {
+                p.name == "voidbox.guest.rejected"
+                    && p.attributes.get("reason").map(String::as_str) == Some(r)
+                    && p.value > 0.0
+            })
+        })
+    };
+    assert!(
+        otlp.wait_for_points(Duration::from_secs(10), counted).await,
+        "each refusal counted: {:?}",
+        otlp.points()
+            .iter()
+            .filter(|p| p.name == "voidbox.guest.rejected")
+            .collect::<Vec<_>>()
+    );
+}

@@ -6,9 +6,11 @@
 //! - `silent`: takes the host's RPCs and never answers;
 //! - `flood`: opens hundreds of stdio connections with unknown stream ids and
 //!   floods them, while never answering an RPC;
-//! - `exit`: powers the VM off in the middle of the host's first RPC.
-//!
-//! Only libc: nothing here may be trusted to behave, not even itself.
+//! - `exit`: powers the VM off in the middle of the host's first RPC;
+//! - `lies`: boots like vminitd, then lies in well-formed messages
+//!   (`lies.rs`).
+
+mod lies;
 
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
@@ -122,6 +124,7 @@ fn main() {
             log(&format!("{} stdio connections held open", held.len()));
             forever()
         }
+        "lies" => lies::run(),
         "exit" => {
             let mut host = dial_ttrpc();
             let mut request = [0u8; 10];

@@ -85,6 +85,13 @@ async fn run(flags: &Flags, host: HostConfig, telemetry: Arc<Telemetry>) -> Resu
     ));
     let mut exit = service.exit_requested();
 
+    // The VMM and its helpers must not inherit the listener: one that
+    // outlived a killed shim would keep its socket taking connections, and
+    // `delete` would take the shim for alive and leave the socket behind.
+    // SAFETY: F_SETFD on a descriptor this process owns; no pointers.
+    if unsafe { libc::fcntl(LISTENER_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(format!("the listener from start: {}", std::io::Error::last_os_error()));
+    }
     // SAFETY: `start` put a listening unix socket on this descriptor for us
     // alone, and nothing else in this process uses it.
     let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }
