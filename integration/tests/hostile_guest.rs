@@ -170,3 +170,49 @@ async fn well_formed_lies() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The boot phase that failed carries the error on its own span, not only
+/// VMBoot and Create: here ClockSync, whose guest never answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phase_that_failed_marks_its_own_span() {
+    let otlp = voidbox_integration::otlp::Receiver::start("127.0.0.1:0").await.unwrap();
+    let endpoint = otlp.endpoint();
+    let shim = ShimUnderTest::start_with_env(
+        "hostile-phase",
+        &spec(&["true"]),
+        &[
+            ("VOIDBOX_GUEST_CMDLINE", "init=/hostile-init voidbox.hostile=silent"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &format!("{endpoint}/v1/traces")),
+        ],
+    )
+    .await;
+    let create = CreateTaskRequest {
+        id: shim.id.clone(),
+        bundle: shim.bundle.display().to_string(),
+        ..Default::default()
+    };
+    assert!(shim.client.create(shim.ctx(&[]), &create).await.is_err());
+    shim.shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
+    assert!(
+        otlp.wait_for(Duration::from_secs(10), |s| s.iter().any(|s| s.name == "ClockSync"))
+            .await
+    );
+    let spans = otlp.spans();
+    let of = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span"))
+    };
+    for failed in ["ClockSync", "VMBoot", "Create"] {
+        assert_eq!(of(failed).status_code, 2, "{failed} is an error");
+    }
+    assert_eq!(
+        of("ClockSync").attributes.get("error.kind").map(String::as_str),
+        Some("guest_timeout")
+    );
+    for fine in ["VMSpawn", "WaitForReady"] {
+        assert_ne!(of(fine).status_code, 2, "{fine} did not fail");
+    }
+}

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use tracing::{info, info_span, warn, Instrument, Span};
+use tracing::{info, info_span, warn, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::clock::{Clock, Sample};
-use crate::error::{Result, ShimError};
+use crate::error::{traced, Result, ShimError};
 use crate::guest::GuestClient;
 use crate::otel::metrics;
 use crate::vm::{Backend, MicroVm, VmConfig, VmError};
@@ -32,18 +32,23 @@ pub(super) async fn boot(
         m.boot.record(since.elapsed().as_secs_f64(), &a);
     };
     let begun = Instant::now();
+    // Each phase marks its own span when it fails, not only VMBoot.
     let vm = Arc::new(
-        MicroVm::start(backend, config)
-            .instrument(info_span!("VMSpawn"))
-            .await?,
+        traced(info_span!("VMSpawn"), async {
+            Ok(MicroVm::start(backend, config).await?)
+        })
+        .await?,
     );
     phase("spawn", begun);
     let t = Instant::now();
-    let guest = match GuestClient::connect(&vm).instrument(info_span!("WaitForReady")).await {
+    let ready = traced(info_span!("WaitForReady"), async {
+        Ok(GuestClient::connect(&vm).await?)
+    });
+    let guest = match ready.await {
         Ok(g) => g,
         Err(e) => {
             vm.kill().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     phase("ready", t);
@@ -51,8 +56,8 @@ pub(super) async fn boot(
     // A VM that ends mid-exchange fails the boot at once, saying so, not
     // when the RPC's bound runs out.
     let synced = tokio::select! {
-        s = clock.sync_at_boot(&guest).instrument(info_span!("ClockSync")) => s.map_err(ShimError::from),
-        exit = vm.wait() => Err(VmError::EndedBeforeReady { exit }.into()),
+        s = traced(info_span!("ClockSync"), async { Ok(clock.sync_at_boot(&guest).await?) }) => s,
+        exit = vm.wait() => Err(ShimError::from(VmError::EndedBeforeReady { exit })),
     };
     let (before, after) = match synced {
         Ok(s) => s,

@@ -70,7 +70,8 @@ pub async fn handle<T, E: RpcError>(
     let result = body.instrument(span.clone()).await;
     result.map_err(|e| {
         span.set_status(opentelemetry::trace::Status::error(e.message()));
-        span.set_attribute("error.kind", format!("{:?}", e.code()));
+        // snake_case, as the shim's kinds: `not_found`, `invalid_argument`...
+        span.set_attribute("error.kind", format!("{:?}", e.code()).to_lowercase());
         e.into_ttrpc()
     })
 }
