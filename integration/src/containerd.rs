@@ -207,6 +207,17 @@ impl Drop for Containerd {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+        // Shims outlive their containerd by design (containers keep running
+        // across a containerd restart): after a failed test, end this one's,
+        // and their VMs die with them.
+        for pid in crate::processes(&self.socket)
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains("containerd-shim"))
+            .map(|(pid, _)| pid)
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
         // Snapshot mounts live under root, a failed test's rootfs, shm and
         // netns mounts under state; nothing may stay mounted.
         crate::unmount_all_under(&self.dir);
