@@ -42,7 +42,7 @@ async fn vminitd_rss_kib(guest: &GuestClient) -> u64 {
 }
 
 async fn flood(guest: &GuestClient, count: u64) -> Duration {
-    let resp = guest.debug().flood(count).await.expect("Flood");
+    let resp = guest.debug().flood(count, 0).await.expect("Flood");
     Duration::from_nanos(resp.elapsed_ns)
 }
 

@@ -16,6 +16,10 @@ pub use span::{from_wire, to_wire, Accepted};
 
 pub mod propagation;
 
+/// The Debug service's sample span (test-only).
+#[cfg(feature = "debug")]
+pub mod sample;
+
 pub fn unix_nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i64,

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 pub use logs::Record;
 pub use metrics::Point;
-pub use spans::{flatten, from_jaeger, from_json, to_json_lines, Span};
+pub use spans::{flatten, from_jaeger, from_json, to_json_lines, Event, Span};
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -23,6 +23,15 @@ pub struct Span {
     /// 0 unset, 1 ok, 2 error.
     pub status_code: i32,
     pub status_message: String,
+    pub events: Vec<Event>,
+}
+
+/// A span's event, flattened as the span's attributes are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    pub time_ns: u64,
+    pub attributes: HashMap<String, String>,
 }
 
 /// Flattens an export request into spans.
@@ -45,6 +54,15 @@ pub fn flatten(req: &ExportTraceServiceRequest) -> Vec<Span> {
                     resource: resource.clone(),
                     status_code: s.status.as_ref().map(|st| st.code).unwrap_or(0),
                     status_message: s.status.as_ref().map(|st| st.message.clone()).unwrap_or_default(),
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| Event {
+                            name: e.name.clone(),
+                            time_ns: e.time_unix_nano,
+                            attributes: attrs(&e.attributes),
+                        })
+                        .collect(),
                 });
             }
         }
@@ -128,6 +146,7 @@ pub fn from_jaeger(text: &str) -> Result<Vec<Span>, String> {
                 resource: HashMap::new(),
                 status_code: 0,
                 status_message: String::new(),
+                events: Vec::new(),
             }
         })
         .collect())

@@ -48,12 +48,28 @@ impl DebugClient {
             .map(|r| (r.data, r.truncated))
     }
 
-    /// Makes `count` spans in the guest as fast as it can.
-    pub async fn flood(&self, count: u64) -> Result<FloodResponse, GuestError> {
+    /// Makes `count` spans in the guest, as fast as it can (`per_second`
+    /// 0) or paced at `per_second`.
+    pub async fn flood(&self, count: u64, per_second: u64) -> Result<FloodResponse, GuestError> {
         let req = FloodRequest {
             count,
+            per_second,
             ..Default::default()
         };
-        call("Debug.Flood", Some(BOUND), self.0.flood(ctx(), &req)).await
+        // A paced flood lasts count / per_second by design.
+        let paced = Duration::from_secs(count.checked_div(per_second).unwrap_or(0));
+        call("Debug.Flood", Some(BOUND + paced), self.0.flood(ctx(), &req)).await
+    }
+
+    /// Records the sample span (`voidbox_api::otel::sample`) in the guest;
+    /// returns its trace and span ids, hex.
+    pub async fn sample(&self) -> Result<(String, String), GuestError> {
+        call(
+            "Debug.Sample",
+            Some(BOUND),
+            self.0.sample(ctx(), &SampleRequest::default()),
+        )
+        .await
+        .map(|r| (r.trace_id, r.span_id))
     }
 }

@@ -3,7 +3,7 @@
 //! any of them.
 
 use std::io::Read;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tracing::{info, info_span, Span};
@@ -57,13 +57,19 @@ impl Debug for DebugService {
     }
 
     async fn flood(&self, ctx: &TtrpcContext, req: FloodRequest) -> ttrpc::Result<FloodResponse> {
-        handle(ctx, info_span!("traces.flood", count = req.count), async move {
+        let span = info_span!("traces.flood", count = req.count, per_second = req.per_second);
+        handle(ctx, span, async move {
             let span = Span::current();
-            // A tight loop: on a blocking thread, so it starves no other task.
+            // A tight (or paced) loop: on a blocking thread, so it starves no other task.
             let elapsed = tokio::task::spawn_blocking(move || {
                 span.in_scope(|| {
                     let start = Instant::now();
                     for i in 0..req.count {
+                        if req.per_second > 0 {
+                            // Span i is due at i / per_second: no catching up in bursts.
+                            let due = start + Duration::from_secs_f64(i as f64 / req.per_second as f64);
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        }
                         let _s = info_span!("flood.span", i).entered();
                     }
                     start.elapsed()
@@ -77,5 +83,28 @@ impl Debug for DebugService {
             })
         })
         .await
+    }
+
+    async fn sample(&self, ctx: &TtrpcContext, _req: SampleRequest) -> ttrpc::Result<SampleResponse> {
+        use opentelemetry::trace::{Span as _, Status, Tracer};
+        use voidbox_api::otel::sample;
+        // Straight through the guest's tracer, as tracing's layer would
+        // record it, but with value types tracing's fields cannot carry.
+        let tracer = opentelemetry::global::tracer(crate::trace::SCOPE);
+        let mut span = tracer
+            .span_builder(sample::NAME)
+            .with_attributes(sample::attributes())
+            .start_with_context(&tracer, &crate::trace::parent(ctx));
+        for (name, attrs) in sample::events() {
+            span.add_event(name, attrs);
+        }
+        span.set_status(Status::error(sample::STATUS_MESSAGE));
+        let ids = span.span_context().clone();
+        span.end();
+        Ok(SampleResponse {
+            trace_id: ids.trace_id().to_string(),
+            span_id: ids.span_id().to_string(),
+            ..Default::default()
+        })
     }
 }
