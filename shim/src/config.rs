@@ -4,6 +4,7 @@
 //! `assets::Tool` resolves with PATH at use).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::assets::DATA_DIR;
 use crate::otel::OtelConfig;
@@ -31,6 +32,9 @@ pub struct HostConfig {
     pub backend: Option<String>,
     /// QEMU's accelerator (`VOIDBOX_ACCEL=kvm|tcg`), else what the host has.
     pub accel: Option<Accel>,
+    /// How long a guest has to dial in after the VMM starts
+    /// (`VOIDBOX_READY_TIMEOUT`, whole seconds), else the VM's default.
+    pub ready_timeout: Option<Duration>,
     /// containerd's TTRPC address, for events (`TTRPC_ADDRESS`).
     pub ttrpc_address: Option<String>,
     /// Whether `GRPC_ADDRESS` was set (containerd ≥ 1.7).
@@ -52,6 +56,17 @@ impl HostConfig {
             Some("tcg") => Some(Accel::Tcg),
             Some(other) => return Err(format!("VOIDBOX_ACCEL={other:?}: use kvm or tcg")),
         };
+        let ready_timeout = match var("VOIDBOX_READY_TIMEOUT") {
+            None => None,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
+                _ => {
+                    return Err(format!(
+                        "VOIDBOX_READY_TIMEOUT={v:?}: a whole number of seconds, at least 1"
+                    ))
+                }
+            },
+        };
         Ok(HostConfig {
             kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
             image: path("VOIDBOX_IMAGE", &Path::new(DATA_DIR).join("guest.erofs")),
@@ -62,6 +77,7 @@ impl HostConfig {
                 .unwrap_or_default(),
             backend: var("VOIDBOX_VMM"),
             accel,
+            ready_timeout,
             ttrpc_address: var("TTRPC_ADDRESS"),
             grpc_address_set: var("GRPC_ADDRESS").is_some(),
             otel: OtelConfig::from_vars(var)?,
@@ -91,5 +107,11 @@ mod tests {
         assert_eq!(c.state_root, Path::new("/tmp/s"));
         let bad = HostConfig::from_vars(|k| (k == "VOIDBOX_ACCEL").then(|| "hvf".into()));
         assert!(bad.unwrap_err().contains("use kvm or tcg"));
+        let c = HostConfig::from_vars(|k| (k == "VOIDBOX_READY_TIMEOUT").then(|| "5".into())).unwrap();
+        assert_eq!(c.ready_timeout, Some(Duration::from_secs(5)));
+        for bad in ["0", "5s", "-1"] {
+            let e = HostConfig::from_vars(|k| (k == "VOIDBOX_READY_TIMEOUT").then(|| bad.into())).unwrap_err();
+            assert!(e.contains("whole number of seconds"), "{e}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! - `silent`: takes the host's RPCs and never answers;
 //! - `flood`: opens hundreds of stdio connections with unknown stream ids and
 //!   floods them, while never answering an RPC;
+//! - `mute`: never dials the host, so the host's wait for it runs out;
 //! - `exit`: powers the VM off in the middle of the host's first RPC;
 //! - `lies`: boots like vminitd, then lies in well-formed messages
 //!   (`lies.rs`).
@@ -125,6 +126,7 @@ fn main() {
             forever()
         }
         "lies" => lies::run(),
+        "mute" => forever(),
         "exit" => {
             let mut host = dial_ttrpc();
             let mut request = [0u8; 10];

@@ -94,6 +94,9 @@ impl Sandbox {
         let mut config = VmConfig::new(&vm_id, host.kernel.clone(), root, state);
         config.vcpus = settings.cpus;
         config.memory_mib = settings.memory_mib;
+        if let Some(t) = host.ready_timeout {
+            config.ready_timeout = t;
+        }
         config.vsock_ports = vec![voidbox_api::TTRPC_PORT, voidbox_api::STDIO_PORT];
         config.shares.push(Share {
             tag: SHARED_TAG.into(),
