@@ -10,6 +10,8 @@
 # `debug-rpcs` feature) serves the Debug service the suites use.
 # VOIDBOX_RELEASE_IMAGE is the image without it, the one `make install` ships;
 # with --release, VOIDBOX_IMAGE is that one too (the demo, the bench).
+# VOIDBOX_TEST_IMAGE is always the test image (the bench's relay suite
+# makes its spans with the Debug service).
 #
 #   hack/with-assets.sh [--release] COMMAND [ARGS...]
 set -euo pipefail
@@ -24,15 +26,16 @@ fi
 VOIDBOX_VHOST_VSOCK=$("$top/hack/install-deps.sh")
 VOIDBOX_KERNEL=$("$top/guest/build-kernel.sh")
 VOIDBOX_RELEASE_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd")/guest.erofs
+VOIDBOX_TEST_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd-debug")/guest.erofs
 if [[ -n $release ]]; then
     VOIDBOX_IMAGE=$VOIDBOX_RELEASE_IMAGE
 else
-    VOIDBOX_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd-debug")/guest.erofs
+    VOIDBOX_IMAGE=$VOIDBOX_TEST_IMAGE
 fi
 VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
 # install-deps.sh has fetched these already: here they are only looked up.
 VOIDBOX_CONTAINERD2_DIR=$("$top/hack/fetch-debs.sh" client containerd)
 VOIDBOX_DOCKER_DIR=$("$top/hack/fetch-debs.sh" client docker)
-export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_BARE_INITRD \
+export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_TEST_IMAGE VOIDBOX_BARE_INITRD \
     VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR
 exec "$@"

@@ -166,6 +166,20 @@ impl Receiver {
         self.store.lock().unwrap().traces.iter().flat_map(flatten).collect()
     }
 
+    /// How many spans named `name` arrived, counted in place (cheap enough
+    /// to poll while spans stream in).
+    pub fn count_spans(&self, name: &str) -> u64 {
+        let store = self.store.lock().unwrap();
+        let spans = store.traces.iter().flat_map(|r| &r.resource_spans);
+        let spans = spans.flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans);
+        spans.filter(|s| s.name == name).count() as u64
+    }
+
+    /// Forgets every span received so far (a benchmark's rounds).
+    pub fn clear_spans(&self) {
+        self.store.lock().unwrap().traces.clear();
+    }
+
     /// Every trace export request received.
     pub fn requests(&self) -> Vec<ExportTraceServiceRequest> {
         self.store.lock().unwrap().traces.clone()

@@ -17,7 +17,7 @@ use crate::guest::GuestClient;
 use crate::otel::{metrics, GuestSink};
 
 /// Spans in one batch the relay takes; the rest are refused
-/// (`batch_too_large`). vminitd sends at most 128.
+/// (`batch_too_large`). vminitd sends at most 512, and about 1 MiB.
 pub const MAX_BATCH_SPANS: usize = 512;
 
 /// What one VM's relay saw.

@@ -12,8 +12,13 @@ use voidbox_api::traces_ttrpc::Traces;
 use super::SpanBuffer;
 use crate::services::handler::handle;
 
-/// Spans per message: keeps each TTRPC message far below its size limit.
-const BATCH: usize = 128;
+/// Spans per message at most (the host takes up to 512): a backlog drains
+/// in few messages, each costing this emulated guest a wakeup of the host.
+const BATCH: usize = 512;
+/// Bytes per message, roughly: keeps each TTRPC message far below its 4 MiB
+/// limit whatever the spans hold (a message may pass it by one span, itself
+/// bounded by the span limits).
+const BATCH_BYTES: u64 = 1 << 20;
 /// How long a batch waits for more spans after its first.
 const LINGER: Duration = Duration::from_millis(50);
 
@@ -59,15 +64,18 @@ impl TraceService {
                 span = rx.recv() => span,
                 _ = closing.wait_for(|c| *c) => None,
             };
-            let mut spans: Vec<Span> = first.into_iter().collect();
-            let ending = spans.is_empty();
+            let mut spans = Gathered::default();
+            if let Some(s) = first {
+                spans.push(s);
+            }
+            let ending = spans.spans.is_empty();
             if !ending {
                 // Spans end in bursts (one RPC makes several): gather the
                 // burst into one message rather than wake the host, and
                 // spend this guest's scarce CPU, once per span.
                 let linger = tokio::time::sleep(LINGER);
                 tokio::pin!(linger);
-                while spans.len() < BATCH {
+                while !spans.full() {
                     tokio::select! {
                         span = rx.recv() => match span {
                             Some(s) => spans.push(s),
@@ -78,21 +86,39 @@ impl TraceService {
                     }
                 }
             }
-            while spans.len() < BATCH || ending {
+            while !spans.full() || ending {
                 match rx.try_recv() {
                     Ok(s) => spans.push(s),
                     Err(_) => break,
                 }
-                if ending && spans.len() == BATCH {
-                    sender.send(&batch(std::mem::take(&mut spans))).await?;
+                if ending && spans.full() {
+                    sender.send(&batch(std::mem::take(&mut spans).spans)).await?;
                 }
             }
-            if !spans.is_empty() || ending {
-                sender.send(&batch(spans)).await?;
+            if !spans.spans.is_empty() || ending {
+                sender.send(&batch(spans.spans)).await?;
             }
             if ending {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Spans gathered for one message, and their encoded size.
+#[derive(Default)]
+struct Gathered {
+    spans: Vec<Span>,
+    bytes: u64,
+}
+
+impl Gathered {
+    fn push(&mut self, span: Span) {
+        self.bytes += voidbox_api::protobuf::Message::compute_size(&span);
+        self.spans.push(span);
+    }
+
+    fn full(&self) -> bool {
+        self.spans.len() >= BATCH || self.bytes >= BATCH_BYTES
     }
 }

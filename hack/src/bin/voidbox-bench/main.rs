@@ -2,11 +2,12 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry]
+//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay]
 
 mod boot;
 mod container;
 mod dead_endpoint;
+mod relay;
 mod telemetry;
 
 /// Runs of each arm of the container suite, at least.
@@ -15,6 +16,8 @@ const CONTAINER_RUNS: usize = 11;
 const DEAD_ENDPOINT_PAIRS: usize = 15;
 /// Idle/sampling window pairs of the telemetry suite.
 const TELEMETRY_ROUNDS: usize = 3;
+/// Bursts of the relay suite.
+const RELAY_BURSTS: usize = 5;
 
 fn main() {
     let mut boots = 7;
@@ -29,12 +32,12 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" | "dead-endpoint" | "telemetry" => suites.push(arg),
+            "boot" | "container" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites = ["boot", "container", "dead-endpoint", "telemetry"]
+        suites = ["boot", "container", "dead-endpoint", "telemetry", "relay"]
             .map(String::from)
             .to_vec();
     }
@@ -53,6 +56,7 @@ fn main() {
             "container" => container::run_suite(&rt, boots.max(CONTAINER_RUNS)),
             "dead-endpoint" => rt.block_on(dead_endpoint::run(DEAD_ENDPOINT_PAIRS)),
             "telemetry" => rt.block_on(telemetry::run(TELEMETRY_ROUNDS)),
+            "relay" => rt.block_on(relay::run(RELAY_BURSTS)),
             _ => unreachable!(),
         };
         if let Err(e) = result {
