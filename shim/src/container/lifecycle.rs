@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{info_span, warn, Instrument};
 use voidbox_api::task as guest;
 
 use super::process::{Process, Status};
@@ -83,18 +83,21 @@ impl Container {
         Ok(())
     }
 
-    /// Deletes the container in the guest, if the guest still runs. A
-    /// failure is logged: the VM (or the container's part of it) goes anyway.
+    /// Deletes the container in the guest, if the guest still runs and
+    /// outlives it (a pod's other containers); a VM that ends with the
+    /// container takes the container's state with it. A failure is logged:
+    /// the VM (or the container's part of it) goes anyway.
     pub async fn delete_init(&self) {
         self.deleting.store(true, Ordering::SeqCst);
-        if self.vm_gone() {
+        if self.vm_gone() || self.owns_vm() {
             return;
         }
         let del = guest::DeleteRequest {
             id: self.id.clone(),
             ..Default::default()
         };
-        if let Err(e) = self.guest().delete(&del).await {
+        let deleted = self.guest().delete(&del).instrument(info_span!("TaskDelete")).await;
+        if let Err(e) = deleted {
             warn!(id = %self.id, "{e}");
         }
     }

@@ -10,10 +10,11 @@ pub mod podnet;
 mod portfwd;
 pub mod relay;
 mod shared;
+mod teardown;
 mod telemetry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,10 +39,6 @@ pub use shared::{staging_of, ContainerShare, SharedDir, SHARED_TAG};
 
 /// The sandboxes this shim runs, by sandbox id.
 pub type Sandboxes = Mutex<HashMap<String, Arc<Sandbox>>>;
-
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long teardown waits for the guest's last spans.
-const RELAY_DRAIN: Duration = Duration::from_secs(2);
 
 /// What observability adds to a VM: the guest's spans when tracing is on,
 /// the guest's telemetry when metrics are on.
@@ -209,30 +206,10 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    /// Powers the VM off (killing it if it will not), collects the guest's
-    /// last spans, and unmounts the shared directory.
+    /// Ends the VM once the guest's last spans are in, and cleans up
+    /// (`teardown.rs`).
     pub async fn teardown(&self) {
-        if self.vm.try_exit().is_none() {
-            // A last sample for the spans of the end.
-            let _ = self.clock.remeasure(&self.guest).await;
-            let exit = self.guest.power_off(&self.vm, SHUTDOWN_GRACE).await;
-            if !exit.is_clean() {
-                warn!(sandbox = %self.id, "VM did not power off cleanly: {exit}");
-            }
-        }
-        let relay = self.relay.lock().expect("relay lock").take();
-        if let Some(relay) = relay {
-            if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
-                warn!(sandbox = %self.id, "the guest's span stream did not end in time");
-            }
-        }
-        if self.live.swap(false, Ordering::Relaxed) {
-            metrics::get().live_vms.add(-1, &vm_attrs(&self.id, &self.vm_id));
-            if let Some(net) = &self.network {
-                net.detach().await;
-            }
-        }
-        self.shared.lock().expect("shared lock").unmount();
+        teardown::teardown(self).await
     }
 
     /// Kills the VM of a sandbox that failed to come up, and cleans up.

@@ -82,6 +82,10 @@ impl System for SystemService {
     async fn shutdown(&self, ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<ShutdownResponse> {
         handle(ctx, Span::none(), async {
             info!("shutdown requested by the host");
+            // Once this answers, the host may end the VM as soon as the span
+            // streams end: what containers wrote to their shares must be on
+            // the host by then.
+            let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
             // A full channel means a shutdown is already under way.
             let _ = self.power.try_send(());
             Ok::<_, Error>(ShutdownResponse::default())

@@ -2,11 +2,12 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay]
+//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay] [delete]
 
 mod boot;
 mod container;
 mod dead_endpoint;
+mod delete;
 mod relay;
 mod telemetry;
 
@@ -16,6 +17,8 @@ const CONTAINER_RUNS: usize = 11;
 const DEAD_ENDPOINT_PAIRS: usize = 15;
 /// Idle/sampling window pairs of the telemetry suite.
 const TELEMETRY_ROUNDS: usize = 3;
+/// Containers of the delete suite.
+const DELETE_RUNS: usize = 11;
 /// Bursts of the relay suite.
 const RELAY_BURSTS: usize = 5;
 
@@ -32,12 +35,12 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
+            "boot" | "container" | "delete" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites = ["boot", "container", "dead-endpoint", "telemetry", "relay"]
+        suites = ["boot", "container", "delete", "dead-endpoint", "telemetry", "relay"]
             .map(String::from)
             .to_vec();
     }
@@ -57,6 +60,7 @@ fn main() {
             "dead-endpoint" => rt.block_on(dead_endpoint::run(DEAD_ENDPOINT_PAIRS)),
             "telemetry" => rt.block_on(telemetry::run(TELEMETRY_ROUNDS)),
             "relay" => rt.block_on(relay::run(RELAY_BURSTS)),
+            "delete" => rt.block_on(delete::run(DELETE_RUNS)),
             _ => unreachable!(),
         };
         if let Err(e) = result {

@@ -1,0 +1,77 @@
+//! A VM's end, phase by phase under the caller's span (Delete's, or
+//! Shutdown's): SpanDrain, VMStop, Cleanup.
+//!
+//! The guest holds nothing that must outlive it: its root is a read-only
+//! image, and what containers wrote to their shares is on the host once the
+//! guest has synced. So the host does not wait for the guest to power
+//! itself off (terminate, unmount, reset): once the guest has synced and its
+//! last spans are in, the VMM is killed.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{debug, info_span, warn, Instrument};
+
+use super::Sandbox;
+use crate::otel::metrics::{self, vm_attrs};
+
+/// How long the guest gets to sync and close its span streams.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+/// How long teardown waits for the guest's last spans.
+const RELAY_DRAIN: Duration = Duration::from_secs(2);
+
+pub(super) async fn teardown(sandbox: &Sandbox) {
+    if sandbox.vm.try_exit().is_none() {
+        span_drain(sandbox).instrument(info_span!("SpanDrain")).await;
+        async {
+            let exit = sandbox.vm.kill().await;
+            debug!(sandbox = %sandbox.id, "VM stopped: {exit}");
+        }
+        .instrument(info_span!("VMStop"))
+        .await;
+    } else {
+        // The VM already ended: what it sent is in, or never will be.
+        wait_relay(sandbox).await;
+    }
+    cleanup(sandbox).instrument(info_span!("Cleanup")).await;
+}
+
+/// The guest syncs and ends its span streams (System.Shutdown); the relay
+/// ends when it has passed on the last span.
+async fn span_drain(sandbox: &Sandbox) {
+    // A last clock sample, for the spans of the end.
+    let _ = sandbox
+        .clock
+        .remeasure_once_more(&sandbox.guest)
+        .instrument(info_span!("ClockSample"))
+        .await;
+    sandbox.vm.expect_shutdown();
+    let synced = sandbox
+        .guest
+        .shutdown(SHUTDOWN_BOUND)
+        .instrument(info_span!("GuestSync"))
+        .await;
+    if let Err(e) = synced {
+        warn!(sandbox = %sandbox.id, "the guest did not sync and close its streams: {e}");
+    }
+    wait_relay(sandbox).instrument(info_span!("LastSpans")).await;
+}
+
+async fn wait_relay(sandbox: &Sandbox) {
+    let relay = sandbox.relay.lock().expect("relay lock").take();
+    if let Some(relay) = relay {
+        if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
+            warn!(sandbox = %sandbox.id, "the guest's span stream did not end in time");
+        }
+    }
+}
+
+async fn cleanup(sandbox: &Sandbox) {
+    if sandbox.live.swap(false, Ordering::Relaxed) {
+        metrics::get().live_vms.add(-1, &vm_attrs(&sandbox.id, &sandbox.vm_id));
+        if let Some(net) = &sandbox.network {
+            net.detach().await;
+        }
+    }
+    sandbox.shared.lock().expect("shared lock").unmount();
+}
