@@ -17,6 +17,8 @@ pub struct OtelConfig {
     pub service_name: String,
     /// Guest span buffer capacity (`VOIDBOX_TRACE_BUFFER`), if set.
     pub guest_buffer: Option<usize>,
+    /// Spans in flight per host span pipeline (`VOIDBOX_SPAN_QUEUE`).
+    pub span_queue: usize,
     /// How often metrics are exported (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
     pub metric_interval: Duration,
     /// How often the guest is sampled (`VOIDBOX_TELEMETRY_INTERVAL`, ms).
@@ -53,6 +55,14 @@ impl OtelConfig {
             ),
             None => None,
         };
+        let span_queue = match var("VOIDBOX_SPAN_QUEUE") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| format!("VOIDBOX_SPAN_QUEUE={v:?} is not a positive number of spans"))?,
+            None => super::queue::DEFAULT_BOUND,
+        };
         Ok(OtelConfig {
             traces: signal(&TRACES)?,
             metrics: signal(&METRICS)?,
@@ -61,6 +71,7 @@ impl OtelConfig {
             // and containerd's own name would hide which spans are whose.
             service_name: var("VOIDBOX_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE.into()),
             guest_buffer,
+            span_queue,
             metric_interval: millis(
                 "OTEL_METRIC_EXPORT_INTERVAL",
                 var("OTEL_METRIC_EXPORT_INTERVAL"),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{Protocol as Wire, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -18,19 +19,43 @@ use opentelemetry_sdk::Resource;
 use tracing::{debug, warn};
 
 use super::endpoint::{Endpoint, Protocol};
+use super::metrics::{self, DropReason};
+use super::queue::InFlight;
 
 /// One export's bound, retries included, over either protocol.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Export outcomes of every pipeline.
+/// Export outcomes of every pipeline, and the spans the host lost.
 #[derive(Debug, Default)]
 pub struct ExportStats {
     pub exported: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Spans in batches that failed (or were abandoned at their timeout).
+    pub failed_spans: AtomicU64,
+    /// Spans the host's span queue refused (`queue::Bounded`).
+    pub queue_full: AtomicU64,
     logged: AtomicBool,
+    queue_logged: AtomicBool,
+    /// The shim's VM attributes, on the drop counters.
+    attrs: Vec<KeyValue>,
 }
 
 impl ExportStats {
+    pub fn new(attrs: Vec<KeyValue>) -> Self {
+        ExportStats {
+            attrs,
+            ..Default::default()
+        }
+    }
+
+    /// Counts `n` spans the host's queue refused; true the first time,
+    /// for the caller to log once.
+    pub(super) fn queue_full(&self, n: u64) -> bool {
+        self.queue_full.fetch_add(n, Ordering::Relaxed);
+        metrics::get().span_drops(DropReason::HostQueueFull, n, &self.attrs);
+        !self.queue_logged.swap(true, Ordering::Relaxed)
+    }
+
     fn record(&self, signal: &str, endpoint: &str, items: u64, result: &OTelSdkResult) {
         match result {
             Ok(()) => {
@@ -38,12 +63,51 @@ impl ExportStats {
             }
             Err(e) => {
                 self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if signal == "spans" {
+                    self.failed_spans.fetch_add(items, Ordering::Relaxed);
+                    metrics::get().span_drops(DropReason::ExportFailed, items, &self.attrs);
+                }
                 if !self.logged.swap(true, Ordering::Relaxed) {
-                    warn!("exporting {signal} to {endpoint} failed: {e}; later failures are only counted");
+                    warn!(
+                        items,
+                        "exporting {signal} to {endpoint} failed: {e}; later failures are only counted"
+                    );
                 } else {
                     debug!(items, "exporting {signal} to {endpoint} failed: {e}");
                 }
             }
+        }
+    }
+}
+
+/// One span export under way: whatever becomes of it, its spans leave the
+/// pipeline's queue, and an export dropped before it settled (the batch
+/// processor's timeout) counts as failed.
+struct Outstanding<'a> {
+    exporter: &'a CountingExporter,
+    items: u64,
+    settled: bool,
+}
+
+impl Outstanding<'_> {
+    fn settle(mut self, result: &OTelSdkResult) {
+        self.exporter
+            .stats
+            .record("spans", &self.exporter.endpoint, self.items, result);
+        self.settled = true;
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let abandoned = Err(opentelemetry_sdk::error::OTelSdkError::Timeout(REQUEST_TIMEOUT));
+            self.exporter
+                .stats
+                .record("spans", &self.exporter.endpoint, self.items, &abandoned);
+        }
+        if let Some(q) = &self.exporter.in_flight {
+            q.finish(self.items as usize);
         }
     }
 }
@@ -54,6 +118,8 @@ pub struct Counting<E> {
     inner: E,
     endpoint: String,
     stats: Arc<ExportStats>,
+    /// The pipeline's spans in flight, which this exporter finishes.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 pub type CountingExporter = Counting<opentelemetry_otlp::SpanExporter>;
@@ -103,6 +169,7 @@ impl<E> Counting<E> {
             inner,
             endpoint: endpoint.to_string(),
             stats,
+            in_flight: None,
         })
     }
 }
@@ -115,6 +182,13 @@ impl CountingExporter {
             Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
         };
         Self::wrap(built, "span", endpoint, stats)
+    }
+
+    /// Finishes the spans of every export, exported or failed, in
+    /// `in_flight` (its pipeline's `queue::Bounded`).
+    pub fn with_queue(mut self, in_flight: Arc<InFlight>) -> Self {
+        self.in_flight = Some(in_flight);
+        self
     }
 }
 
@@ -142,9 +216,13 @@ impl CountingLogExporter {
 
 impl SpanExporter for CountingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
+        let outstanding = Outstanding {
+            exporter: self,
+            items: batch.len() as u64,
+            settled: false,
+        };
         let result = self.inner.export(batch).await;
-        self.stats.record("spans", &self.endpoint, n, &result);
+        outstanding.settle(&result);
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

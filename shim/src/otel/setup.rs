@@ -4,7 +4,9 @@
 //! Traces come in two pipelines on one endpoint: the shim's spans (service
 //! `voidbox`, or `VOIDBOX_SERVICE_NAME`) through the tracing subscriber, and the
 //! guest's (service `voidbox-vm`), which arrive already finished. Every
-//! pipeline batches on the tokio runtime with bounded queues.
+//! pipeline batches on the tokio runtime with bounded queues; a span
+//! pipeline's bound is kept by `queue::Bounded`, which counts what it
+//! refuses (the SDK's own queue would drop without a count).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicRead
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanExporter as _, SpanProcessor};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -27,13 +29,17 @@ use tracing_subscriber::{EnvFilter, Layer};
 use super::config::{OtelConfig, GUEST_SERVICE};
 use super::export::{CountingExporter, CountingLogExporter, CountingMetricExporter, ExportStats};
 use super::logfmt::LogFormat;
+use super::queue::{Bounded, InFlight, SpanSink};
 
-/// Where the guest's relayed spans go: the shim's batch processor.
-pub type GuestSink = std::sync::Arc<dyn SpanProcessor>;
+/// Where the guest's relayed spans go: the guest pipeline's bounded queue.
+pub type GuestSink = std::sync::Arc<dyn SpanSink>;
+
+type Pipeline = Bounded<BatchSpanProcessor<Tokio>>;
 
 /// How long shutdown waits for what is still queued, per pipeline.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-const QUEUE: usize = 4096;
+/// Spans per export request.
+const BATCH: usize = 512;
 
 /// What the shim's telemetry is attached to.
 pub struct Identity {
@@ -45,7 +51,7 @@ pub struct Identity {
 pub struct Telemetry {
     pub config: OtelConfig,
     tracer: Option<SdkTracerProvider>,
-    guest: Option<Arc<BatchSpanProcessor<Tokio>>>,
+    guest: Option<Arc<Pipeline>>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
     pub stats: Arc<ExportStats>,
@@ -66,15 +72,21 @@ fn resource(service: &str, id: &Identity) -> Resource {
         .build()
 }
 
-fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor<Tokio> {
+/// A span pipeline: `exporter` behind a batch processor behind a bound of
+/// `bound` spans in flight. The SDK's channel has room for one more batch
+/// than the bound (see `queue`), so only `Bounded` ever refuses a span.
+fn pipeline(exporter: CountingExporter, bound: usize, stats: Arc<ExportStats>) -> Pipeline {
+    let in_flight = InFlight::new(bound);
     let config = BatchConfigBuilder::default()
-        .with_max_queue_size(QUEUE)
+        .with_max_queue_size(bound + BATCH)
+        .with_max_export_batch_size(BATCH)
         .with_scheduled_delay(Duration::from_millis(500))
         .with_max_export_timeout(super::export::REQUEST_TIMEOUT)
         .build();
-    BatchSpanProcessor::builder(exporter, Tokio)
+    let batch = BatchSpanProcessor::builder(exporter.with_queue(in_flight.clone()), Tokio)
         .with_batch_config(config)
-        .build()
+        .build();
+    Bounded::new(batch, in_flight, stats)
 }
 
 /// Log records from the exporters' own HTTP and gRPC stacks would feed
@@ -101,21 +113,26 @@ impl Telemetry {
             .with_ansi(false)
             .event_format(LogFormat { vm: id.vm_id.clone() })
             .with_filter(filter);
-        let stats = Arc::new(ExportStats::default());
+        let stats = Arc::new(ExportStats::new(super::metrics::vm_attrs(&id.container_id, &id.vm_id)));
         let shim = resource(&config.service_name, id);
 
         let (tracer, guest, otel) = match &config.traces {
             Some(endpoint) => {
                 let provider = SdkTracerProvider::builder()
                     .with_resource(shim.clone())
-                    .with_span_processor(batch(CountingExporter::new(endpoint, stats.clone())?))
+                    .with_span_processor(pipeline(
+                        CountingExporter::new(endpoint, stats.clone())?,
+                        config.span_queue,
+                        stats.clone(),
+                    ))
                     .build();
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("voidbox-shim"))
                     .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
                 let mut guest_exporter = CountingExporter::new(endpoint, stats.clone())?;
                 guest_exporter.set_resource(&resource(GUEST_SERVICE, id));
-                (Some(provider), Some(Arc::new(batch(guest_exporter))), Some(layer))
+                let guest = pipeline(guest_exporter, config.span_queue, stats.clone());
+                (Some(provider), Some(Arc::new(guest)), Some(layer))
             }
             None => (None, None, None),
         };
