@@ -13,8 +13,9 @@
 //!   voidbox.hostile=lies`, `VOIDBOX_SPAN_QUEUE=100`, the receiver holding
 //!   the guest's exports): exact counts, known from what the hostile guest
 //!   sends;
-//! - exports fail (the receiver answers 500 to the first two trace
-//!   requests): exact counts, the spans in the refused requests.
+//! - exports fail (the receiver answers 500 to the first trace request of
+//!   the shim's pipeline and of the guest's): exact counts, the spans in the
+//!   refused requests.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -215,7 +216,8 @@ async fn a_full_host_queue_and_a_lying_guest_are_counted_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_exports_are_counted_by_span_on_the_metric_and_the_container_span() {
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
-    otlp.fail_traces(2);
+    otlp.fail_traces("voidbox", 1);
+    otlp.fail_traces("voidbox-vm", 1);
     run_true("drops-export", &env(&otlp)).await;
 
     let root = container_span(&otlp).await;
@@ -229,7 +231,7 @@ async fn failed_exports_are_counted_by_span_on_the_metric_and_the_container_span
         root.attributes
     );
     assert_eq!(otlp.refused_requests(), 2);
-    assert!(refused > 0);
+    assert!(shim_refused > 0 && guest_refused > 0);
     assert_eq!(dropped_attr(&root, "export_failed"), refused, "on the span");
     assert_eq!(
         counter(&points, "voidbox.spans.dropped", Some("export_failed")),

@@ -1,6 +1,6 @@
 //! Faults the receiver plays on trace exports over OTLP/HTTP, to provoke the
-//! shim's export failures and its full host queue: refuse the next N trace
-//! requests with 500 (which OTLP exporters do not retry), counting the spans
+//! shim's export failures and its full host queue: refuse a service's next
+//! N trace requests with 500 (which OTLP exporters do not retry), counting the spans
 //! refused by service; or hold one service's trace requests, unanswered,
 //! until released.
 
@@ -11,8 +11,8 @@ use prost::Message;
 
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Trace requests still to refuse.
-    pub fail_next: usize,
+    /// Trace requests still to refuse, by the service they carry.
+    pub fail_next: HashMap<String, usize>,
     /// Spans in the trace requests refused so far, by service.
     pub refused_spans: HashMap<String, usize>,
     pub refused_requests: usize,
@@ -23,12 +23,17 @@ pub struct Faults {
 impl Faults {
     /// Whether to refuse this trace request (counting its spans if so).
     pub fn refuse(&mut self, body: &[u8]) -> bool {
-        if self.fail_next == 0 {
+        let services = spans_by_service(body);
+        let Some(service) = services
+            .iter()
+            .map(|(s, _)| s)
+            .find(|s| self.fail_next.get(*s).is_some_and(|n| *n > 0))
+        else {
             return false;
-        }
-        self.fail_next -= 1;
+        };
+        *self.fail_next.get_mut(service).expect("found above") -= 1;
         self.refused_requests += 1;
-        for (service, n) in spans_by_service(body) {
+        for (service, n) in services {
             *self.refused_spans.entry(service).or_default() += n;
         }
         true

@@ -146,10 +146,15 @@ impl Receiver {
         })
     }
 
-    /// Answers the next `n` trace exports over HTTP with 500, keeping
-    /// nothing of them but the count of their spans.
-    pub fn fail_traces(&self, n: usize) {
-        self.store.lock().unwrap().faults.fail_next = n;
+    /// Answers the next `n` trace exports of `service` over HTTP with 500,
+    /// keeping nothing of them but the count of their spans.
+    pub fn fail_traces(&self, service: &str, n: usize) {
+        self.store
+            .lock()
+            .unwrap()
+            .faults
+            .fail_next
+            .insert(service.to_string(), n);
     }
 
     /// Trace requests refused by `fail_traces` so far.

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::KeyValue;
 use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
 use opentelemetry_otlp::{Protocol as Wire, WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -19,8 +18,7 @@ use opentelemetry_sdk::Resource;
 use tracing::{debug, warn};
 
 use super::endpoint::{Endpoint, Protocol};
-use super::metrics::{self, DropReason};
-use super::queue::InFlight;
+use super::losses::{InFlight, SpanLosses};
 
 /// One export's bound, retries included, over either protocol.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -30,30 +28,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct ExportStats {
     pub exported: AtomicU64,
     pub failed_batches: AtomicU64,
-    /// Spans in batches that failed (or were abandoned at their timeout).
-    pub failed_spans: AtomicU64,
-    /// Spans the host's span queue refused (`queue::Bounded`).
-    pub queue_full: AtomicU64,
+    /// Spans lost: refused by a full queue, or in failed exports.
+    pub spans: Arc<SpanLosses>,
     logged: AtomicBool,
-    queue_logged: AtomicBool,
-    /// The shim's VM attributes, on the drop counters.
-    attrs: Vec<KeyValue>,
 }
 
 impl ExportStats {
-    pub fn new(attrs: Vec<KeyValue>) -> Self {
+    /// `vm` labels the span loss counters.
+    pub fn new(vm: Vec<opentelemetry::KeyValue>) -> Self {
         ExportStats {
-            attrs,
+            spans: Arc::new(SpanLosses::new(vm)),
             ..Default::default()
         }
-    }
-
-    /// Counts `n` spans the host's queue refused; true the first time,
-    /// for the caller to log once.
-    pub(super) fn queue_full(&self, n: u64) -> bool {
-        self.queue_full.fetch_add(n, Ordering::Relaxed);
-        metrics::get().span_drops(DropReason::HostQueueFull, n, &self.attrs);
-        !self.queue_logged.swap(true, Ordering::Relaxed)
     }
 
     fn record(&self, signal: &str, endpoint: &str, items: u64, result: &OTelSdkResult) {
@@ -64,8 +50,7 @@ impl ExportStats {
             Err(e) => {
                 self.failed_batches.fetch_add(1, Ordering::Relaxed);
                 if signal == "spans" {
-                    self.failed_spans.fetch_add(items, Ordering::Relaxed);
-                    metrics::get().span_drops(DropReason::ExportFailed, items, &self.attrs);
+                    self.spans.export_failed(items);
                 }
                 if !self.logged.swap(true, Ordering::Relaxed) {
                     warn!(

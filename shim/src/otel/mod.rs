@@ -6,6 +6,7 @@ pub mod config;
 pub mod endpoint;
 mod export;
 mod logfmt;
+pub mod losses;
 pub mod metrics;
 pub mod queue;
 mod setup;

@@ -17,7 +17,7 @@
 //! included. What is still in flight when the shim's last flush runs out of
 //! time is logged with its count.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,52 +27,12 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use opentelemetry_sdk::Resource;
 use tracing::warn;
 
-use super::export::ExportStats;
+pub use super::losses::InFlight;
+use super::losses::SpanLosses;
 
 /// The default bound on spans in flight, per pipeline
 /// (`VOIDBOX_SPAN_QUEUE` changes it).
 pub const DEFAULT_BOUND: usize = 4096;
-
-/// Spans a pipeline holds: handed to its batch processor, not yet finished
-/// by its exporter.
-#[derive(Debug)]
-pub struct InFlight {
-    count: AtomicUsize,
-    bound: usize,
-}
-
-impl InFlight {
-    pub fn new(bound: usize) -> Arc<InFlight> {
-        Arc::new(InFlight {
-            count: AtomicUsize::new(0),
-            bound,
-        })
-    }
-
-    /// Takes a place for one span; false when all `bound` are taken.
-    fn admit(&self) -> bool {
-        self.count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.bound).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// `n` spans left the pipeline (exported or failed).
-    pub fn finish(&self, n: usize) {
-        let _ = self
-            .count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(n)));
-    }
-
-    pub fn get(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-
-    pub fn bound(&self) -> usize {
-        self.bound
-    }
-}
 
 /// Where a span pipeline's spans go, saying whether it took each one.
 pub trait SpanSink: Send + Sync + std::fmt::Debug {
@@ -86,18 +46,18 @@ pub trait SpanSink: Send + Sync + std::fmt::Debug {
 pub struct Bounded<P> {
     inner: P,
     in_flight: Arc<InFlight>,
-    stats: Arc<ExportStats>,
+    losses: Arc<SpanLosses>,
     closed: AtomicBool,
 }
 
 impl<P: SpanProcessor> Bounded<P> {
     /// `in_flight` is shared with the pipeline's exporter, which finishes
     /// what it exports or fails.
-    pub fn new(inner: P, in_flight: Arc<InFlight>, stats: Arc<ExportStats>) -> Self {
+    pub fn new(inner: P, in_flight: Arc<InFlight>, losses: Arc<SpanLosses>) -> Self {
         Bounded {
             inner,
             in_flight,
-            stats,
+            losses,
             closed: AtomicBool::new(false),
         }
     }
@@ -108,7 +68,7 @@ impl<P: SpanProcessor> Bounded<P> {
     }
 
     fn refuse(&self, why: &str) {
-        if self.stats.queue_full(1) {
+        if self.losses.queue_full(1) {
             warn!(
                 bound = self.in_flight.bound(),
                 "the host's span queue {why}; spans are dropped and counted (voidbox.spans.dropped, reason host_queue_full)"
@@ -224,7 +184,7 @@ mod tests {
 
     #[test]
     fn spans_over_the_bound_are_refused_and_counted_until_some_finish() {
-        let stats = Arc::new(ExportStats::default());
+        let stats = Arc::new(SpanLosses::default());
         let in_flight = InFlight::new(3);
         let held = Bounded::new(Held::default(), in_flight.clone(), stats.clone());
         let taken: Vec<bool> = (0..5).map(|_| held.offer(span(true))).collect();
@@ -238,7 +198,7 @@ mod tests {
 
     #[test]
     fn unsampled_spans_take_no_place() {
-        let stats = Arc::new(ExportStats::default());
+        let stats = Arc::new(SpanLosses::default());
         let held = Bounded::new(Held::default(), InFlight::new(1), stats.clone());
         assert!(held.offer(span(false)) && held.offer(span(true)) && !held.offer(span(true)));
         assert_eq!(held.in_flight(), 1);
@@ -246,7 +206,7 @@ mod tests {
 
     #[test]
     fn after_shutdown_spans_are_refused_and_counted() {
-        let stats = Arc::new(ExportStats::default());
+        let stats = Arc::new(SpanLosses::default());
         let held = Bounded::new(Held::default(), InFlight::new(10), stats.clone());
         held.shutdown_with_timeout(Duration::from_millis(10)).unwrap();
         assert!(!held.offer(span(true)));

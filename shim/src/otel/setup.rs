@@ -86,7 +86,7 @@ fn pipeline(exporter: CountingExporter, bound: usize, stats: Arc<ExportStats>) -
     let batch = BatchSpanProcessor::builder(exporter.with_queue(in_flight.clone()), Tokio)
         .with_batch_config(config)
         .build();
-    Bounded::new(batch, in_flight, stats)
+    Bounded::new(batch, in_flight, stats.spans.clone())
 }
 
 /// Log records from the exporters' own HTTP and gRPC stacks would feed

@@ -55,8 +55,8 @@ pub fn span_losses(obs: &Observability) -> Vec<KeyValue> {
     for reason in DropReason::ALL {
         let n = match reason {
             DropReason::GuestBufferFull => &obs.relay.dropped,
-            DropReason::HostQueueFull => &obs.export.queue_full,
-            DropReason::ExportFailed => &obs.export.failed_spans,
+            DropReason::HostQueueFull => &obs.export.spans.queue_full,
+            DropReason::ExportFailed => &obs.export.spans.export_failed,
         };
         attrs.push(KeyValue::new(
             format!("voidbox.spans.dropped.{}", reason.as_str()),
