@@ -194,4 +194,14 @@ mod tests {
         let off = cfg(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "foo"), ("OTEL_SDK_DISABLED", "true")]).unwrap();
         assert_eq!((off.traces, off.metrics, off.logs), (None, None, None));
     }
+
+    #[test]
+    fn the_span_queue_bound_is_a_positive_number() {
+        assert_eq!(cfg(&[]).unwrap().span_queue, crate::otel::queue::DEFAULT_BOUND);
+        assert_eq!(cfg(&[("VOIDBOX_SPAN_QUEUE", "100")]).unwrap().span_queue, 100);
+        for bad in ["0", "-1", "lots"] {
+            let err = cfg(&[("VOIDBOX_SPAN_QUEUE", bad)]).unwrap_err();
+            assert!(err.starts_with("VOIDBOX_SPAN_QUEUE="), "{err}");
+        }
+    }
 }

@@ -300,4 +300,31 @@ mod tests {
         );
         assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 1);
     }
+
+    /// The endpoint takes the connection and never answers: the export is
+    /// abandoned at a timeout (as the batch processor does), and its spans
+    /// still leave the queue, counted as failed.
+    #[tokio::test]
+    async fn an_abandoned_export_finishes_its_spans_as_failed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let endpoint = Endpoint {
+            url,
+            protocol: Protocol::HttpProtobuf,
+        };
+        let stats = Arc::new(ExportStats::default());
+        let in_flight = InFlight::new(10);
+        for _ in 0..3 {
+            assert!(in_flight.admit());
+        }
+        let exporter = CountingExporter::new(&endpoint, stats.clone())
+            .unwrap()
+            .with_queue(in_flight.clone());
+        let batch = (0..3).map(|_| crate::otel::queue::tests::span(true)).collect();
+        let gave_up = tokio::time::timeout(Duration::from_millis(200), exporter.export(batch)).await;
+        assert!(gave_up.is_err(), "the endpoint never answers");
+        assert_eq!(stats.spans.export_failed.load(Ordering::Relaxed), 3);
+        assert_eq!(in_flight.get(), 0);
+        drop(listener);
+    }
 }

@@ -128,7 +128,7 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
     use opentelemetry::InstrumentationScope;
@@ -153,7 +153,7 @@ mod tests {
         }
     }
 
-    fn span(sampled: bool) -> SpanData {
+    pub(crate) fn span(sampled: bool) -> SpanData {
         let flags = if sampled {
             TraceFlags::SAMPLED
         } else {
