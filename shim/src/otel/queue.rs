@@ -67,6 +67,11 @@ impl<P: SpanProcessor> Bounded<P> {
         self.in_flight.get()
     }
 
+    /// The count of spans in flight, shared.
+    pub fn queue(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
+    }
+
     fn refuse(&self, why: &str) {
         if self.losses.queue_full(1) {
             warn!(

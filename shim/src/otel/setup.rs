@@ -9,7 +9,7 @@
 //! refuses (the SDK's own queue would drop without a count).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -52,6 +52,8 @@ pub struct Telemetry {
     pub config: OtelConfig,
     tracer: Option<SdkTracerProvider>,
     guest: Option<Arc<Pipeline>>,
+    /// Spans in flight in each span pipeline.
+    in_flight: Vec<Arc<InFlight>>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
     pub stats: Arc<ExportStats>,
@@ -116,15 +118,18 @@ impl Telemetry {
         let stats = Arc::new(ExportStats::new(super::metrics::vm_attrs(&id.container_id, &id.vm_id)));
         let shim = resource(&config.service_name, id);
 
+        let mut in_flight = Vec::new();
         let (tracer, guest, otel) = match &config.traces {
             Some(endpoint) => {
+                let own = pipeline(
+                    CountingExporter::new(endpoint, stats.clone())?,
+                    config.span_queue,
+                    stats.clone(),
+                );
+                in_flight.push(own.queue());
                 let provider = SdkTracerProvider::builder()
                     .with_resource(shim.clone())
-                    .with_span_processor(pipeline(
-                        CountingExporter::new(endpoint, stats.clone())?,
-                        config.span_queue,
-                        stats.clone(),
-                    ))
+                    .with_span_processor(own)
                     .build();
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("voidbox-shim"))
@@ -132,6 +137,7 @@ impl Telemetry {
                 let mut guest_exporter = CountingExporter::new(endpoint, stats.clone())?;
                 guest_exporter.set_resource(&resource(GUEST_SERVICE, id));
                 let guest = pipeline(guest_exporter, config.span_queue, stats.clone());
+                in_flight.push(guest.queue());
                 (Some(provider), Some(Arc::new(guest)), Some(layer))
             }
             None => (None, None, None),
@@ -175,6 +181,7 @@ impl Telemetry {
             config,
             tracer,
             guest,
+            in_flight,
             meter,
             logger,
             stats,
@@ -194,40 +201,68 @@ impl Telemetry {
         self.guest.clone().map(|g| g as GuestSink)
     }
 
-    /// Flushes what is queued, all pipelines at once, waiting at most
-    /// FLUSH_TIMEOUT in all: a pipeline still stuck on a slow endpoint
-    /// then loses what it holds (it was counted as it failed) rather than
-    /// keep the shim alive. Blocks: call it from a blocking thread.
+    /// Flushes what is queued, waiting at most FLUSH_TIMEOUT in all: a
+    /// pipeline still stuck on a slow endpoint then loses what it holds
+    /// (logged with its count) rather than keep the shim alive. The span
+    /// pipelines flush first, so that the metrics' last export counts what
+    /// their flush lost; the metrics and logs start when those are done, or
+    /// at half the bound. Blocks: call it from a blocking thread.
     pub fn shutdown(&self) {
-        let mut flushes: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        let mut spans: Vec<Flush> = Vec::new();
         if let Some(guest) = self.guest.clone() {
-            flushes.push(Box::new(move || drop(guest.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            spans.push(Box::new(move || drop(guest.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
         if let Some(p) = self.tracer.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            spans.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
+        let mut rest: Vec<Flush> = Vec::new();
         if let Some(p) = self.meter.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            rest.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
         if let Some(p) = self.logger.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            rest.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
-        let pending = flushes.len();
+        let start = Instant::now();
+        let deadline = start + FLUSH_TIMEOUT;
         let (done, finished) = std::sync::mpsc::channel();
-        for flush in flushes {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                flush();
-                let _ = done.send(());
-            });
-        }
-        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
-        for _ in 0..pending {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if finished.recv_timeout(left).is_err() {
-                tracing::warn!("telemetry flush still running after {FLUSH_TIMEOUT:?}; leaving without it");
-                return;
-            }
+        let mut pending = run(spans, &done);
+        pending -= wait(&finished, pending, start + FLUSH_TIMEOUT / 2);
+        pending += run(rest, &done);
+        pending -= wait(&finished, pending, deadline);
+        if pending > 0 {
+            let lost: usize = self.in_flight.iter().map(|q| q.get()).sum();
+            tracing::warn!(
+                spans_in_flight = lost,
+                "telemetry flush still running after {FLUSH_TIMEOUT:?}; leaving without it"
+            );
         }
     }
+}
+
+type Flush = Box<dyn FnOnce() + Send>;
+
+/// Starts each flush on a thread of its own, which says when it is done.
+fn run(flushes: Vec<Flush>, done: &std::sync::mpsc::Sender<()>) -> usize {
+    let n = flushes.len();
+    for flush in flushes {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            flush();
+            let _ = done.send(());
+        });
+    }
+    n
+}
+
+/// How many of `pending` flushes finish by `until`.
+fn wait(finished: &std::sync::mpsc::Receiver<()>, pending: usize, until: Instant) -> usize {
+    let mut n = 0;
+    while n < pending {
+        let left = until.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
