@@ -4,12 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::SpanData;
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::{leftovers, vm_config};
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::otel::{Identity, Telemetry};
+use voidbox_shim::otel::{Identity, SpanSink, Telemetry};
 use voidbox_shim::sandbox::clock::Clock;
 use voidbox_shim::sandbox::relay::{self, RelayStats};
 use voidbox_shim::vm::{qemu::Qemu, MicroVm};
@@ -19,16 +18,10 @@ const CAPACITY: usize = 256;
 #[derive(Debug, Default)]
 struct Collect(Mutex<Vec<SpanData>>);
 
-impl SpanProcessor for Collect {
-    fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
-    fn on_end(&self, span: SpanData) {
+impl SpanSink for Collect {
+    fn offer(&self, span: SpanData) -> bool {
         self.0.lock().unwrap().push(span);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
+        true
     }
 }
 
@@ -152,20 +145,24 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
     );
     let t = telemetry.clone();
     tokio::task::spawn_blocking(move || t.shutdown()).await.unwrap();
-    let counter = |name: &str| {
+    let counter = |name: &str, reason: Option<&str>| {
         otlp.points()
             .iter()
             .rev()
-            .find(|p| p.name == name && p.attributes.get("container.id").map(String::as_str) == Some("flood"))
+            .find(|p| {
+                p.name == name
+                    && p.attributes.get("container.id").map(String::as_str) == Some("flood")
+                    && p.attributes.get("reason").map(String::as_str) == reason
+            })
             .map(|p| p.value as u64)
     };
     assert_eq!(
-        counter("voidbox.guest.spans.relayed"),
+        counter("voidbox.guest.spans.relayed", None),
         Some(relayed),
         "relayed, as a metric"
     );
     assert_eq!(
-        counter("voidbox.guest.spans.dropped"),
+        counter("voidbox.spans.dropped", Some("guest_buffer_full")),
         Some(dropped),
         "dropped, as a metric"
     );

@@ -5,15 +5,38 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::Store;
 
-/// Every well-formed export gets 200 and an empty protobuf response.
-pub async fn serve(conn: TcpStream, store: Arc<Mutex<Store>>) {
+/// Every well-formed export gets 200 and an empty protobuf response, but
+/// for the faults played on traces: a trace request of the service `hold`
+/// names waits until the hold ends, and one the store's faults refuse gets
+/// 500.
+pub async fn serve(conn: TcpStream, store: Arc<Mutex<Store>>, mut hold: watch::Receiver<Option<String>>) {
     let mut conn = BufReader::new(conn);
     while let Some(req) = read(&mut conn).await {
-        let kept = req.method == "POST" && store.lock().unwrap().keep_http(&req.path, &req.body);
-        let status = if kept { "200 OK" } else { "400 Bad Request" };
+        let traces = req.path == "/v1/traces";
+        let held = hold.borrow().clone();
+        if let Some(service) = held.filter(|_| traces) {
+            if super::faults::spans_by_service(&req.body)
+                .iter()
+                .any(|(s, _)| *s == service)
+            {
+                store.lock().unwrap().faults.held += 1;
+                let _ = hold.wait_for(Option::is_none).await;
+                store.lock().unwrap().faults.held -= 1;
+            }
+        }
+        let refused = traces && store.lock().unwrap().faults.refuse(&req.body);
+        let kept = !refused && req.method == "POST" && store.lock().unwrap().keep_http(&req.path, &req.body);
+        let status = if refused {
+            "500 Internal Server Error"
+        } else if kept {
+            "200 OK"
+        } else {
+            "400 Bad Request"
+        };
         let reply = format!("HTTP/1.1 {status}\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n");
         if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
             return;

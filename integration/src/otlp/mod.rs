@@ -3,6 +3,7 @@
 //! collector services, on a port of their own), both decoding with
 //! opentelemetry-proto into one store kept for assertions.
 
+mod faults;
 mod grpc;
 mod http;
 pub mod logs;
@@ -62,6 +63,7 @@ struct Store {
     logs: Vec<ExportLogsServiceRequest>,
     /// (signal, transport) of every export, in arrival order.
     arrivals: Vec<(&'static str, Transport)>,
+    faults: faults::Faults,
 }
 
 impl Store {
@@ -104,6 +106,7 @@ pub struct Receiver {
     /// OTLP/gRPC.
     pub grpc_addr: SocketAddr,
     store: Arc<Mutex<Store>>,
+    hold: tokio::sync::watch::Sender<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -125,10 +128,11 @@ impl Receiver {
         let (addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
         let store = Arc::new(Mutex::new(Store::default()));
         let s = store.clone();
+        let (hold, held) = tokio::sync::watch::channel(None);
         let tasks = vec![
             tokio::spawn(async move {
                 while let Ok((conn, _)) = http.accept().await {
-                    tokio::spawn(http::serve(conn, s.clone()));
+                    tokio::spawn(http::serve(conn, s.clone(), held.clone()));
                 }
             }),
             tokio::spawn(grpc::serve(grpc, store.clone())),
@@ -137,8 +141,42 @@ impl Receiver {
             addr,
             grpc_addr,
             store,
+            hold,
             tasks,
         })
+    }
+
+    /// Answers the next `n` trace exports of `service` over HTTP with 500,
+    /// keeping nothing of them but the count of their spans.
+    pub fn fail_traces(&self, service: &str, n: usize) {
+        self.store
+            .lock()
+            .unwrap()
+            .faults
+            .fail_next
+            .insert(service.to_string(), n);
+    }
+
+    /// Trace requests refused by `fail_traces` so far.
+    pub fn refused_requests(&self) -> usize {
+        self.store.lock().unwrap().faults.refused_requests
+    }
+
+    /// Spans of `service` in the trace requests `fail_traces` refused.
+    pub fn refused_spans(&self, service: &str) -> usize {
+        let store = self.store.lock().unwrap();
+        store.faults.refused_spans.get(service).copied().unwrap_or(0)
+    }
+
+    /// Trace exports over HTTP holding spans of `service` wait, unanswered,
+    /// from now until `hold_traces(None)`.
+    pub fn hold_traces(&self, service: Option<&str>) {
+        self.hold.send_replace(service.map(str::to_string));
+    }
+
+    /// Trace exports waiting on the hold now.
+    pub fn held_traces(&self) -> usize {
+        self.store.lock().unwrap().faults.held
     }
 
     /// How each export of `signal` ("traces", "metrics", "logs") arrived.

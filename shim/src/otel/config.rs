@@ -17,6 +17,8 @@ pub struct OtelConfig {
     pub service_name: String,
     /// Guest span buffer capacity (`VOIDBOX_TRACE_BUFFER`), if set.
     pub guest_buffer: Option<usize>,
+    /// Spans in flight per host span pipeline (`VOIDBOX_SPAN_QUEUE`).
+    pub span_queue: usize,
     /// How often metrics are exported (`OTEL_METRIC_EXPORT_INTERVAL`, ms).
     pub metric_interval: Duration,
     /// How often the guest is sampled (`VOIDBOX_TELEMETRY_INTERVAL`, ms).
@@ -53,6 +55,14 @@ impl OtelConfig {
             ),
             None => None,
         };
+        let span_queue = match var("VOIDBOX_SPAN_QUEUE") {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| format!("VOIDBOX_SPAN_QUEUE={v:?} is not a positive number of spans"))?,
+            None => super::queue::DEFAULT_BOUND,
+        };
         Ok(OtelConfig {
             traces: signal(&TRACES)?,
             metrics: signal(&METRICS)?,
@@ -61,6 +71,7 @@ impl OtelConfig {
             // and containerd's own name would hide which spans are whose.
             service_name: var("VOIDBOX_SERVICE_NAME").unwrap_or_else(|| DEFAULT_SERVICE.into()),
             guest_buffer,
+            span_queue,
             metric_interval: millis(
                 "OTEL_METRIC_EXPORT_INTERVAL",
                 var("OTEL_METRIC_EXPORT_INTERVAL"),
@@ -182,5 +193,15 @@ mod tests {
         // With the SDK disabled nothing about the signals is read.
         let off = cfg(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "foo"), ("OTEL_SDK_DISABLED", "true")]).unwrap();
         assert_eq!((off.traces, off.metrics, off.logs), (None, None, None));
+    }
+
+    #[test]
+    fn the_span_queue_bound_is_a_positive_number() {
+        assert_eq!(cfg(&[]).unwrap().span_queue, crate::otel::queue::DEFAULT_BOUND);
+        assert_eq!(cfg(&[("VOIDBOX_SPAN_QUEUE", "100")]).unwrap().span_queue, 100);
+        for bad in ["0", "-1", "lots"] {
+            let err = cfg(&[("VOIDBOX_SPAN_QUEUE", bad)]).unwrap_err();
+            assert!(err.starts_with("VOIDBOX_SPAN_QUEUE="), "{err}");
+        }
     }
 }

@@ -18,19 +18,30 @@ use opentelemetry_sdk::Resource;
 use tracing::{debug, warn};
 
 use super::endpoint::{Endpoint, Protocol};
+use super::losses::{InFlight, SpanLosses};
 
 /// One export's bound, retries included, over either protocol.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Export outcomes of every pipeline.
+/// Export outcomes of every pipeline, and the spans the host lost.
 #[derive(Debug, Default)]
 pub struct ExportStats {
     pub exported: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Spans lost: refused by a full queue, or in failed exports.
+    pub spans: Arc<SpanLosses>,
     logged: AtomicBool,
 }
 
 impl ExportStats {
+    /// `vm` labels the span loss counters.
+    pub fn new(vm: Vec<opentelemetry::KeyValue>) -> Self {
+        ExportStats {
+            spans: Arc::new(SpanLosses::new(vm)),
+            ..Default::default()
+        }
+    }
+
     fn record(&self, signal: &str, endpoint: &str, items: u64, result: &OTelSdkResult) {
         match result {
             Ok(()) => {
@@ -38,12 +49,50 @@ impl ExportStats {
             }
             Err(e) => {
                 self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if signal == "spans" {
+                    self.spans.export_failed(items);
+                }
                 if !self.logged.swap(true, Ordering::Relaxed) {
-                    warn!("exporting {signal} to {endpoint} failed: {e}; later failures are only counted");
+                    warn!(
+                        items,
+                        "exporting {signal} to {endpoint} failed: {e}; later failures are only counted"
+                    );
                 } else {
                     debug!(items, "exporting {signal} to {endpoint} failed: {e}");
                 }
             }
+        }
+    }
+}
+
+/// One span export under way: whatever becomes of it, its spans leave the
+/// pipeline's queue, and an export dropped before it settled (the batch
+/// processor's timeout) counts as failed.
+struct Outstanding<'a> {
+    exporter: &'a CountingExporter,
+    items: u64,
+    settled: bool,
+}
+
+impl Outstanding<'_> {
+    fn settle(mut self, result: &OTelSdkResult) {
+        self.exporter
+            .stats
+            .record("spans", &self.exporter.endpoint, self.items, result);
+        self.settled = true;
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let abandoned = Err(opentelemetry_sdk::error::OTelSdkError::Timeout(REQUEST_TIMEOUT));
+            self.exporter
+                .stats
+                .record("spans", &self.exporter.endpoint, self.items, &abandoned);
+        }
+        if let Some(q) = &self.exporter.in_flight {
+            q.finish(self.items as usize);
         }
     }
 }
@@ -54,6 +103,8 @@ pub struct Counting<E> {
     inner: E,
     endpoint: String,
     stats: Arc<ExportStats>,
+    /// The pipeline's spans in flight, which this exporter finishes.
+    in_flight: Option<Arc<InFlight>>,
 }
 
 pub type CountingExporter = Counting<opentelemetry_otlp::SpanExporter>;
@@ -103,6 +154,7 @@ impl<E> Counting<E> {
             inner,
             endpoint: endpoint.to_string(),
             stats,
+            in_flight: None,
         })
     }
 }
@@ -115,6 +167,13 @@ impl CountingExporter {
             Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
         };
         Self::wrap(built, "span", endpoint, stats)
+    }
+
+    /// Finishes the spans of every export, exported or failed, in
+    /// `in_flight` (its pipeline's `queue::Bounded`).
+    pub fn with_queue(mut self, in_flight: Arc<InFlight>) -> Self {
+        self.in_flight = Some(in_flight);
+        self
     }
 }
 
@@ -142,9 +201,13 @@ impl CountingLogExporter {
 
 impl SpanExporter for CountingExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
+        let outstanding = Outstanding {
+            exporter: self,
+            items: batch.len() as u64,
+            settled: false,
+        };
         let result = self.inner.export(batch).await;
-        self.stats.record("spans", &self.endpoint, n, &result);
+        outstanding.settle(&result);
         result
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -236,5 +299,32 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 1);
+    }
+
+    /// The endpoint takes the connection and never answers: the export is
+    /// abandoned at a timeout (as the batch processor does), and its spans
+    /// still leave the queue, counted as failed.
+    #[tokio::test]
+    async fn an_abandoned_export_finishes_its_spans_as_failed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let endpoint = Endpoint {
+            url,
+            protocol: Protocol::HttpProtobuf,
+        };
+        let stats = Arc::new(ExportStats::default());
+        let in_flight = InFlight::new(10);
+        for _ in 0..3 {
+            assert!(in_flight.admit());
+        }
+        let exporter = CountingExporter::new(&endpoint, stats.clone())
+            .unwrap()
+            .with_queue(in_flight.clone());
+        let batch = (0..3).map(|_| crate::otel::queue::tests::span(true)).collect();
+        let gave_up = tokio::time::timeout(Duration::from_millis(200), exporter.export(batch)).await;
+        assert!(gave_up.is_err(), "the endpoint never answers");
+        assert_eq!(stats.spans.export_failed.load(Ordering::Relaxed), 3);
+        assert_eq!(in_flight.get(), 0);
+        drop(listener);
     }
 }

@@ -15,7 +15,9 @@ pub struct Metrics {
     pub start: Histogram<f64>,
     /// Task RPCs, by method.
     pub rpc: Histogram<f64>,
+    /// Guest spans handed to the exporter's queue.
     pub spans_relayed: Counter<u64>,
+    /// Spans lost, by `reason` (`DropReason`).
     pub spans_dropped: Counter<u64>,
     /// What the guest sent that the host refused (or cut to fit), by
     /// `reason`; see docs/security.md.
@@ -59,9 +61,9 @@ fn build(meter: &Meter) -> Metrics {
             .with_unit("{span}")
             .build(),
         spans_dropped: meter
-            .u64_counter("voidbox.guest.spans.dropped")
+            .u64_counter("voidbox.spans.dropped")
             .with_unit("{span}")
-            .with_description("Guest spans dropped because the guest's buffer was full")
+            .with_description("Spans lost, by reason: guest_buffer_full, host_queue_full, export_failed")
             .build(),
         guest_rejected: meter
             .u64_counter("voidbox.guest.rejected")
@@ -109,7 +111,45 @@ pub fn get() -> &'static Metrics {
     METRICS.get_or_init(|| build(&global::meter("voidbox-shim")))
 }
 
+/// Why spans were lost: the `reason` of `voidbox.spans.dropped`, and the
+/// suffix of the container span's `voidbox.spans.dropped.<reason>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// vminitd's span buffer was full (the guest counts, the shim relays).
+    GuestBufferFull,
+    /// The host's span queue was at its bound (`otel::queue`).
+    HostQueueFull,
+    /// The exporter failed (or gave up on) the batch they were in.
+    ExportFailed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::GuestBufferFull,
+        DropReason::HostQueueFull,
+        DropReason::ExportFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::GuestBufferFull => "guest_buffer_full",
+            DropReason::HostQueueFull => "host_queue_full",
+            DropReason::ExportFailed => "export_failed",
+        }
+    }
+}
+
 impl Metrics {
+    /// Counts `n` spans lost for `reason`, with the VM's attributes.
+    pub fn span_drops(&self, reason: DropReason, n: u64, vm: &[KeyValue]) {
+        if n == 0 {
+            return;
+        }
+        let mut attrs = vm.to_vec();
+        attrs.push(KeyValue::new("reason", reason.as_str()));
+        self.spans_dropped.add(n, &attrs);
+    }
+
     /// Counts `n` things the guest sent that were refused for `reason`
     /// (snake_case, e.g. `span_malformed_id`), with the VM's attributes.
     pub fn reject(&self, reason: &'static str, n: u64, vm: &[KeyValue]) {

@@ -6,10 +6,13 @@ pub mod config;
 pub mod endpoint;
 mod export;
 mod logfmt;
+pub mod losses;
 pub mod metrics;
+pub mod queue;
 mod setup;
 pub mod spans;
 
 pub use config::OtelConfig;
 pub use export::ExportStats;
+pub use queue::SpanSink;
 pub use setup::{GuestSink, Identity, Telemetry};

@@ -4,10 +4,12 @@
 //! Traces come in two pipelines on one endpoint: the shim's spans (service
 //! `voidbox`, or `VOIDBOX_SERVICE_NAME`) through the tracing subscriber, and the
 //! guest's (service `voidbox-vm`), which arrive already finished. Every
-//! pipeline batches on the tokio runtime with bounded queues.
+//! pipeline batches on the tokio runtime with bounded queues; a span
+//! pipeline's bound is kept by `queue::Bounded`, which counts what it
+//! refuses (the SDK's own queue would drop without a count).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
@@ -18,7 +20,7 @@ use opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicRead
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::runtime::Tokio;
 use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracerProvider, SpanExporter as _, SpanProcessor};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -27,13 +29,17 @@ use tracing_subscriber::{EnvFilter, Layer};
 use super::config::{OtelConfig, GUEST_SERVICE};
 use super::export::{CountingExporter, CountingLogExporter, CountingMetricExporter, ExportStats};
 use super::logfmt::LogFormat;
+use super::queue::{Bounded, InFlight, SpanSink};
 
-/// Where the guest's relayed spans go: the shim's batch processor.
-pub type GuestSink = std::sync::Arc<dyn SpanProcessor>;
+/// Where the guest's relayed spans go: the guest pipeline's bounded queue.
+pub type GuestSink = std::sync::Arc<dyn SpanSink>;
+
+type Pipeline = Bounded<BatchSpanProcessor<Tokio>>;
 
 /// How long shutdown waits for what is still queued, per pipeline.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-const QUEUE: usize = 4096;
+/// Spans per export request.
+const BATCH: usize = 512;
 
 /// What the shim's telemetry is attached to.
 pub struct Identity {
@@ -45,7 +51,9 @@ pub struct Identity {
 pub struct Telemetry {
     pub config: OtelConfig,
     tracer: Option<SdkTracerProvider>,
-    guest: Option<Arc<BatchSpanProcessor<Tokio>>>,
+    guest: Option<Arc<Pipeline>>,
+    /// Spans in flight in each span pipeline.
+    in_flight: Vec<Arc<InFlight>>,
     meter: Option<SdkMeterProvider>,
     logger: Option<SdkLoggerProvider>,
     pub stats: Arc<ExportStats>,
@@ -66,15 +74,21 @@ fn resource(service: &str, id: &Identity) -> Resource {
         .build()
 }
 
-fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor<Tokio> {
+/// A span pipeline: `exporter` behind a batch processor behind a bound of
+/// `bound` spans in flight. The SDK's channel has room for one more batch
+/// than the bound (see `queue`), so only `Bounded` ever refuses a span.
+fn pipeline(exporter: CountingExporter, bound: usize, stats: Arc<ExportStats>) -> Pipeline {
+    let in_flight = InFlight::new(bound);
     let config = BatchConfigBuilder::default()
-        .with_max_queue_size(QUEUE)
+        .with_max_queue_size(bound + BATCH)
+        .with_max_export_batch_size(BATCH)
         .with_scheduled_delay(Duration::from_millis(500))
         .with_max_export_timeout(super::export::REQUEST_TIMEOUT)
         .build();
-    BatchSpanProcessor::builder(exporter, Tokio)
+    let batch = BatchSpanProcessor::builder(exporter.with_queue(in_flight.clone()), Tokio)
         .with_batch_config(config)
-        .build()
+        .build();
+    Bounded::new(batch, in_flight, stats.spans.clone())
 }
 
 /// Log records from the exporters' own HTTP and gRPC stacks would feed
@@ -101,21 +115,30 @@ impl Telemetry {
             .with_ansi(false)
             .event_format(LogFormat { vm: id.vm_id.clone() })
             .with_filter(filter);
-        let stats = Arc::new(ExportStats::default());
+        let stats = Arc::new(ExportStats::new(super::metrics::vm_attrs(&id.container_id, &id.vm_id)));
         let shim = resource(&config.service_name, id);
 
+        let mut in_flight = Vec::new();
         let (tracer, guest, otel) = match &config.traces {
             Some(endpoint) => {
+                let own = pipeline(
+                    CountingExporter::new(endpoint, stats.clone())?,
+                    config.span_queue,
+                    stats.clone(),
+                );
+                in_flight.push(own.queue());
                 let provider = SdkTracerProvider::builder()
                     .with_resource(shim.clone())
-                    .with_span_processor(batch(CountingExporter::new(endpoint, stats.clone())?))
+                    .with_span_processor(own)
                     .build();
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("voidbox-shim"))
                     .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
                 let mut guest_exporter = CountingExporter::new(endpoint, stats.clone())?;
                 guest_exporter.set_resource(&resource(GUEST_SERVICE, id));
-                (Some(provider), Some(Arc::new(batch(guest_exporter))), Some(layer))
+                let guest = pipeline(guest_exporter, config.span_queue, stats.clone());
+                in_flight.push(guest.queue());
+                (Some(provider), Some(Arc::new(guest)), Some(layer))
             }
             None => (None, None, None),
         };
@@ -158,6 +181,7 @@ impl Telemetry {
             config,
             tracer,
             guest,
+            in_flight,
             meter,
             logger,
             stats,
@@ -177,40 +201,68 @@ impl Telemetry {
         self.guest.clone().map(|g| g as GuestSink)
     }
 
-    /// Flushes what is queued, all pipelines at once, waiting at most
-    /// FLUSH_TIMEOUT in all: a pipeline still stuck on a slow endpoint
-    /// then loses what it holds (it was counted as it failed) rather than
-    /// keep the shim alive. Blocks: call it from a blocking thread.
+    /// Flushes what is queued, waiting at most FLUSH_TIMEOUT in all: a
+    /// pipeline still stuck on a slow endpoint then loses what it holds
+    /// (logged with its count) rather than keep the shim alive. The span
+    /// pipelines flush first, so that the metrics' last export counts what
+    /// their flush lost; the metrics and logs start when those are done, or
+    /// at half the bound. Blocks: call it from a blocking thread.
     pub fn shutdown(&self) {
-        let mut flushes: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+        let mut spans: Vec<Flush> = Vec::new();
         if let Some(guest) = self.guest.clone() {
-            flushes.push(Box::new(move || drop(guest.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            spans.push(Box::new(move || drop(guest.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
         if let Some(p) = self.tracer.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            spans.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
+        let mut rest: Vec<Flush> = Vec::new();
         if let Some(p) = self.meter.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            rest.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
         if let Some(p) = self.logger.clone() {
-            flushes.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
+            rest.push(Box::new(move || drop(p.shutdown_with_timeout(FLUSH_TIMEOUT))));
         }
-        let pending = flushes.len();
+        let start = Instant::now();
+        let deadline = start + FLUSH_TIMEOUT;
         let (done, finished) = std::sync::mpsc::channel();
-        for flush in flushes {
-            let done = done.clone();
-            std::thread::spawn(move || {
-                flush();
-                let _ = done.send(());
-            });
-        }
-        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
-        for _ in 0..pending {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if finished.recv_timeout(left).is_err() {
-                tracing::warn!("telemetry flush still running after {FLUSH_TIMEOUT:?}; leaving without it");
-                return;
-            }
+        let mut pending = run(spans, &done);
+        pending -= wait(&finished, pending, start + FLUSH_TIMEOUT / 2);
+        pending += run(rest, &done);
+        pending -= wait(&finished, pending, deadline);
+        if pending > 0 {
+            let lost: usize = self.in_flight.iter().map(|q| q.get()).sum();
+            tracing::warn!(
+                spans_in_flight = lost,
+                "telemetry flush still running after {FLUSH_TIMEOUT:?}; leaving without it"
+            );
         }
     }
+}
+
+type Flush = Box<dyn FnOnce() + Send>;
+
+/// Starts each flush on a thread of its own, which says when it is done.
+fn run(flushes: Vec<Flush>, done: &std::sync::mpsc::Sender<()>) -> usize {
+    let n = flushes.len();
+    for flush in flushes {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            flush();
+            let _ = done.send(());
+        });
+    }
+    n
+}
+
+/// How many of `pending` flushes finish by `until`.
+fn wait(finished: &std::sync::mpsc::Receiver<()>, pending: usize, until: Instant) -> usize {
+    let mut n = 0;
+    while n < pending {
+        let left = until.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
 }

@@ -50,6 +50,10 @@ pub struct Observability {
     pub guest_buffer: Option<usize>,
     /// How often the guest samples its telemetry.
     pub telemetry: Option<Duration>,
+    /// What the guest span relays saw, the shim's VMs together.
+    pub relay: Arc<RelayStats>,
+    /// The export pipelines' outcomes and the spans the host lost.
+    pub export: Arc<crate::otel::ExportStats>,
 }
 
 pub struct Sandbox {
@@ -166,7 +170,7 @@ impl Sandbox {
             mux: mux.clone(),
             clock: clock.clone(),
             relay: Mutex::new(None),
-            relay_stats: Arc::new(RelayStats::default()),
+            relay_stats: obs.relay.clone(),
             shared: Mutex::new(shared),
             network,
             live: AtomicBool::new(true),

@@ -2,6 +2,11 @@
 //! checked against the limits on what the guest sends (docs/security.md),
 //! rebased onto the host clock, and exported as service `voidbox-vm`
 //! through their own bounded batch queue.
+//!
+//! Every span the guest made is, in the end, one of: relayed (taken by the
+//! host's queue, so handed to the exporter), dropped in the guest (its
+//! buffer was full; the guest counts them), refused here (`rejected`), or
+//! refused by the host's full queue (counted by `otel::queue`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,18 +19,19 @@ use voidbox_api::traces::SpanBatch;
 
 use super::clock::Clock;
 use crate::guest::GuestClient;
-use crate::otel::{metrics, GuestSink};
+use crate::otel::metrics::{self, DropReason};
+use crate::otel::GuestSink;
 
 /// Spans in one batch the relay takes; the rest are refused
 /// (`batch_too_large`). vminitd sends at most 512, and about 1 MiB.
 pub const MAX_BATCH_SPANS: usize = 512;
 
-/// What one VM's relay saw.
+/// What the relays saw (one shim's; each VM's relay adds its own).
 #[derive(Debug, Default)]
 pub struct RelayStats {
-    /// Spans handed to the sink.
+    /// Spans the sink took: handed to the exporter's queue.
     pub relayed: AtomicU64,
-    /// The guest's own count of spans its full buffer dropped.
+    /// The guests' own count of spans their full buffers dropped.
     pub dropped: AtomicU64,
     pub capacity: AtomicU64,
     /// Spans the relay refused (malformed, over a limit, out of time).
@@ -46,9 +52,11 @@ pub fn start(
             Ok(s) => s,
             Err(e) => return warn!("guest span stream: {e}"),
         };
+        // The guest's running total of drops, as of its last batch.
+        let mut guest_dropped = 0;
         loop {
             match stream.recv().await {
-                Ok(Some(batch)) => relay_batch(&batch, &clock, &sink, &stats, &attrs),
+                Ok(Some(batch)) => relay_batch(&batch, &clock, &sink, &stats, &attrs, &mut guest_dropped),
                 Ok(None) => break,
                 Err(e) => {
                     debug!("guest span stream ended: {e}");
@@ -59,9 +67,17 @@ pub fn start(
     })
 }
 
-/// One batch: each span checked and converted, then handed to the sink or
-/// counted as refused, by reason.
-fn relay_batch(batch: &SpanBatch, clock: &Clock, sink: &GuestSink, stats: &RelayStats, attrs: &[KeyValue]) {
+/// One batch: each span checked and converted, then offered to the sink or
+/// counted as refused, by reason. `guest_dropped` is this guest's drop
+/// total as of its previous batch.
+fn relay_batch(
+    batch: &SpanBatch,
+    clock: &Clock,
+    sink: &GuestSink,
+    stats: &RelayStats,
+    attrs: &[KeyValue],
+    guest_dropped: &mut u64,
+) {
     let m = metrics::get();
     let taken = batch.spans.len().min(MAX_BATCH_SPANS);
     let excess = (batch.spans.len() - taken) as u64;
@@ -77,8 +93,11 @@ fn relay_batch(batch: &SpanBatch, clock: &Clock, sink: &GuestSink, stats: &Relay
                 if accepted.cuts > 0 {
                     m.reject("span_truncated", 1, attrs);
                 }
-                sink.on_end(accepted.span);
-                relayed += 1;
+                // A span the host's queue refuses is counted there, and is
+                // not relayed.
+                if sink.offer(accepted.span) {
+                    relayed += 1;
+                }
             }
             Err(why) => {
                 m.reject(why.reason(), 1, attrs);
@@ -89,10 +108,13 @@ fn relay_batch(batch: &SpanBatch, clock: &Clock, sink: &GuestSink, stats: &Relay
     }
     stats.relayed.fetch_add(relayed, Ordering::Relaxed);
     m.spans_relayed.add(relayed, attrs);
-    let before = stats.dropped.swap(batch.dropped_total, Ordering::Relaxed);
     stats.capacity.store(batch.capacity, Ordering::Relaxed);
-    if batch.dropped_total > before {
-        m.spans_dropped.add(batch.dropped_total - before, attrs);
+    // A guest's total only grows; one that shrinks is not believed.
+    if batch.dropped_total > *guest_dropped {
+        let new = batch.dropped_total - *guest_dropped;
+        *guest_dropped = batch.dropped_total;
+        stats.dropped.fetch_add(new, Ordering::Relaxed);
+        m.span_drops(DropReason::GuestBufferFull, new, attrs);
         warn!(
             dropped = batch.dropped_total,
             capacity = batch.capacity,
@@ -104,28 +126,37 @@ fn relay_batch(batch: &SpanBatch, clock: &Clock, sink: &GuestSink, stats: &Relay
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::time::Duration;
 
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+    use opentelemetry_sdk::trace::SpanData;
     use voidbox_api::traces::Span as WireSpan;
 
     use super::*;
     use crate::sandbox::clock::now_ns;
 
-    #[derive(Debug, Default)]
-    struct Collect(Mutex<Vec<SpanData>>);
+    /// Takes up to `room` spans, like a host queue with that many places.
+    #[derive(Debug)]
+    struct Collect {
+        taken: Mutex<Vec<SpanData>>,
+        room: usize,
+    }
 
-    impl SpanProcessor for Collect {
-        fn on_start(&self, _span: &mut Span, _cx: &opentelemetry::Context) {}
-        fn on_end(&self, span: SpanData) {
-            self.0.lock().unwrap().push(span);
+    impl Collect {
+        fn with_room(room: usize) -> Self {
+            Collect {
+                taken: Mutex::new(Vec::new()),
+                room,
+            }
         }
-        fn force_flush(&self) -> OTelSdkResult {
-            Ok(())
-        }
-        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-            Ok(())
+    }
+
+    impl crate::otel::SpanSink for Collect {
+        fn offer(&self, span: SpanData) -> bool {
+            let mut taken = self.taken.lock().unwrap();
+            if taken.len() == self.room {
+                return false;
+            }
+            taken.push(span);
+            true
         }
     }
 
@@ -140,17 +171,21 @@ mod tests {
         }
     }
 
-    fn relay(spans: Vec<WireSpan>, clock: &Clock) -> (usize, RelayStats) {
-        let collect = Arc::new(Collect::default());
+    fn relay_into(spans: Vec<WireSpan>, clock: &Clock, room: usize) -> (usize, RelayStats) {
+        let collect = Arc::new(Collect::with_room(room));
         let sink: GuestSink = collect.clone();
         let stats = RelayStats::default();
         let batch = SpanBatch {
             spans,
             ..Default::default()
         };
-        relay_batch(&batch, clock, &sink, &stats, &[]);
-        let sunk = collect.0.lock().unwrap().len();
+        relay_batch(&batch, clock, &sink, &stats, &[], &mut 0);
+        let sunk = collect.taken.lock().unwrap().len();
         (sunk, stats)
+    }
+
+    fn relay(spans: Vec<WireSpan>, clock: &Clock) -> (usize, RelayStats) {
+        relay_into(spans, clock, usize::MAX)
     }
 
     #[test]
@@ -175,5 +210,32 @@ mod tests {
         assert_eq!(sunk, MAX_BATCH_SPANS);
         assert_eq!(stats.relayed.load(Ordering::Relaxed), MAX_BATCH_SPANS as u64);
         assert_eq!(stats.rejected.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn spans_the_host_queue_refuses_are_not_relayed() {
+        let now = now_ns();
+        let clock = Clock::new(now - 1_000_000_000);
+        let (sunk, stats) = relay_into(vec![span(now); 10], &clock, 4);
+        assert_eq!(sunk, 4);
+        assert_eq!(stats.relayed.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_guests_drop_total_is_added_once_per_rise() {
+        let collect = Arc::new(Collect::with_room(0));
+        let sink: GuestSink = collect;
+        let stats = RelayStats::default();
+        let clock = Clock::new(now_ns());
+        let mut seen = 0;
+        for total in [5, 5, 7, 3] {
+            let batch = SpanBatch {
+                dropped_total: total,
+                ..Default::default()
+            };
+            relay_batch(&batch, &clock, &sink, &stats, &[], &mut seen);
+        }
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 7);
     }
 }

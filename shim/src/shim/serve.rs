@@ -68,6 +68,8 @@ async fn run(flags: &Flags, host: HostConfig, telemetry: Arc<Telemetry>) -> Resu
         spans: telemetry.guest_sink(),
         guest_buffer: cfg.guest_buffer,
         telemetry: telemetry.metrics().then_some(cfg.sample_interval),
+        relay: Default::default(),
+        export: telemetry.stats.clone(),
     };
     let shown = |e: &Option<crate::otel::endpoint::Endpoint>| e.as_ref().map_or("off".to_string(), |e| e.to_string());
     info!(

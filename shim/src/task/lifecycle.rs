@@ -12,6 +12,7 @@ use tracing::{info, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::exits::{self, timestamp};
+use super::roots;
 use super::service::TaskService;
 use crate::container::{self, Container, CreateOptions, Process, Status as ProcStatus};
 use crate::error::{Result, ShimError};
@@ -117,16 +118,9 @@ impl TaskService {
                 // A pod's VM ends with its sandbox container.
                 self.registry.remove_sandbox(&c.sandbox.id);
                 c.sandbox.teardown().await;
-                let stats = &c.sandbox.relay_stats;
-                let span = Span::current();
-                span.set_attribute(
-                    "voidbox.guest.spans_relayed",
-                    stats.relayed.load(Ordering::Relaxed) as i64,
-                );
-                span.set_attribute(
-                    "voidbox.guest.spans_dropped",
-                    stats.dropped.load(Ordering::Relaxed) as i64,
-                );
+                // The guest's last spans are in (teardown waits for them):
+                // the container's root span tells what was lost.
+                self.registry.annotate_root(&req.id, &roots::span_losses(&self.obs));
             }
             c.release_files();
             self.registry.remove(&req.id);

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use opentelemetry::Context;
+use opentelemetry::{Context, KeyValue};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -153,9 +153,24 @@ impl Registry {
         self.roots.lock().expect("roots lock").ended.remove(id);
     }
 
-    /// Ends every root span (the shim is about to exit).
-    pub fn end_traces(&self) {
+    /// Sets `attrs` on container `id`'s root span, if it is open.
+    pub fn annotate_root(&self, id: &str, attrs: &[KeyValue]) {
+        if let Some(root) = self.roots.lock().expect("roots lock").open.get(id) {
+            for kv in attrs {
+                root.set_attribute(kv.key.clone(), kv.value.clone());
+            }
+        }
+    }
+
+    /// Ends every root span (the shim is about to exit); those still open
+    /// (their Delete never came) get `attrs` first.
+    pub fn end_traces(&self, attrs: &[KeyValue]) {
         let mut roots = self.roots.lock().expect("roots lock");
+        for root in roots.open.values() {
+            for kv in attrs {
+                root.set_attribute(kv.key.clone(), kv.value.clone());
+            }
+        }
         roots.open.clear();
         roots.pods.clear();
         roots.ended.clear();

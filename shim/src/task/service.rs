@@ -53,7 +53,7 @@ impl TaskService {
 
     /// Ends the root spans (the shim is about to exit).
     pub fn end_traces(&self) {
-        self.registry.end_traces();
+        self.registry.end_traces(&roots::span_losses(&self.obs));
     }
 
     /// Resolves when containerd has shut the shim down.
