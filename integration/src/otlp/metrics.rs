@@ -13,8 +13,10 @@ use super::attrs;
 pub struct Point {
     pub name: String,
     pub unit: String,
-    /// gauge, sum or histogram.
+    /// gauge, sum (a counter when monotonic) or histogram.
     pub kind: &'static str,
+    /// Sums only: a counter, as opposed to an up-down counter.
+    pub monotonic: bool,
     pub value: f64,
     /// Histograms only.
     pub count: u64,
@@ -32,6 +34,7 @@ pub fn flatten(req: &ExportMetricsServiceRequest) -> Vec<Point> {
                 name: m.name.clone(),
                 unit: m.unit.clone(),
                 kind,
+                monotonic: matches!(&m.data, Some(Data::Sum(s)) if s.is_monotonic),
                 value,
                 count,
                 time_ns,

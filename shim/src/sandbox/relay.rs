@@ -91,8 +91,10 @@ fn relay_batch(batch: &SpanBatch, clock: &Clock, sink: &GuestSink, stats: &Relay
     m.spans_relayed.add(relayed, attrs);
     let before = stats.dropped.swap(batch.dropped_total, Ordering::Relaxed);
     stats.capacity.store(batch.capacity, Ordering::Relaxed);
+    // Counted even when nothing was dropped: the VM's series then exists at
+    // 0, so a dashboard shows "0 dropped" rather than "no data".
+    m.spans_dropped.add(batch.dropped_total.saturating_sub(before), attrs);
     if batch.dropped_total > before {
-        m.spans_dropped.add(batch.dropped_total - before, attrs);
         warn!(
             dropped = batch.dropped_total,
             capacity = batch.capacity,
