@@ -48,6 +48,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -88,6 +89,27 @@ impl Prometheus {
         let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         Ok((status, body.to_string()))
+    }
+
+    /// Writes `request` through the remote-write receiver.
+    pub async fn remote_write(&self, request: &crate::remote_write::WriteRequest) -> Result<(), String> {
+        let body = crate::remote_write::encode(request);
+        let mut conn = TcpStream::connect(&self.addr).await.map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST /api/v1/write HTTP/1.0\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
+             Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        conn.write_all(&body).await.map_err(|e| e.to_string())?;
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
+        let answer = String::from_utf8_lossy(&answer);
+        match answer.split(' ').nth(1) {
+            Some("204") | Some("200") => Ok(()),
+            _ => Err(format!("remote write: {answer}")),
+        }
     }
 
     /// An API call's `data`, or the error Prometheus gave.

@@ -1,14 +1,16 @@
 //! The Grafana dashboard's queries (docs/observability/grafana/
-//! voidbox-dashboard.json) against Prometheus 3.5.3 and against the metrics
-//! a running shim really exports.
+//! voidbox-dashboard.json) in Prometheus 3.5.3, on the metrics a running
+//! shim really exports.
 //!
 //! Debian's Prometheus 3.5.3 has no OTLP receiver (compiled out; see
 //! voidbox_integration::prometheus), so the shim cannot push to it here.
 //! What runs instead: that Prometheus loads the playground's prometheus.yml
-//! and evaluates every query without error; and every metric and label
-//! name the queries use is one that Prometheus 3's OTLP receiver makes (by
-//! its documented rules) of what a real shim, with a real VM and container,
-//! exported, decoded with opentelemetry-proto.
+//! and evaluates every query; a real shim, VM and container export to the
+//! test's OTLP receiver (decoded with opentelemetry-proto); every metric and
+//! label name the queries use must be one Prometheus 3's OTLP receiver makes
+//! of those (by its rules, modelled in voidbox_integration::prometheus);
+//! the points go into Prometheus through its remote-write receiver as those
+//! series, and every query must answer for the running container.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ use std::time::Duration;
 
 use containerd_shim_protos::api::KillRequest;
 use voidbox_integration::otlp::{Point, Receiver};
-use voidbox_integration::prometheus::{otlp_label_name, otlp_series_names, Prometheus};
+use voidbox_integration::prometheus::{otlp_label_name, Prometheus};
+use voidbox_integration::remote_write;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 fn docs() -> PathBuf {
@@ -73,24 +76,25 @@ fn names_in(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (metrics, labels)
 }
 
-/// The label names in `prometheus.yml`'s `otlp.promote_resource_attributes`.
-fn promoted() -> Vec<String> {
+/// `prometheus.yml`'s `otlp.promote_resource_attributes`.
+fn promoted_attributes() -> Vec<String> {
     let text = std::fs::read_to_string(docs().join("prometheus.yml")).unwrap();
     let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     config["otlp"]["promote_resource_attributes"]
         .as_sequence()
         .unwrap()
         .iter()
-        .map(|a| otlp_label_name(a.as_str().unwrap()))
+        .map(|a| a.as_str().unwrap().to_string())
         .collect()
 }
 
 /// The series Prometheus would hold for `points`, each with its label names.
 fn series_of(points: &[Point]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let from_resource = ["job", "instance"].map(String::from).into_iter().chain(promoted());
+    let promoted = promoted_attributes().into_iter().map(|a| otlp_label_name(&a));
+    let from_resource = ["job", "instance"].map(String::from).into_iter().chain(promoted);
     for p in points {
-        for name in otlp_series_names(&p.name, &p.unit, p.kind, p.monotonic) {
+        for name in voidbox_integration::prometheus::otlp_series_names(&p.name, &p.unit, p.kind, p.monotonic) {
             let labels = out.entry(name.clone()).or_default();
             labels.extend(p.attributes.keys().map(|k| otlp_label_name(k)));
             labels.extend(from_resource.clone());
@@ -121,8 +125,55 @@ async fn prometheus_3_5_loads_the_config_and_evaluates_every_dashboard_query() {
     println!("Prometheus 3.5.3 evaluated all {} dashboard queries", queries.len());
 }
 
+/// The labels a query grouped by (phase, rpc_method, ...), for the log:
+/// those that name no VM or job.
+fn grouping(metric: &serde_json::Value) -> String {
+    let common = [
+        "__name__",
+        "job",
+        "instance",
+        "container_id",
+        "voidbox_vm_id",
+        "voidbox_namespace",
+    ];
+    let labels: Vec<String> = metric
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !common.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
+        .collect();
+    format!("{{{}}}", labels.join(","))
+}
+
+/// A series' value, as Prometheus writes it.
+fn value(series: &serde_json::Value) -> f64 {
+    series["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// What is wrong with a query's answer for container `id`, if anything:
+/// no series, a value that is not a number (a quantile of nothing), or a
+/// series of another container.
+fn problem(answer: &[serde_json::Value], id: &str) -> Option<String> {
+    if answer.is_empty() {
+        return Some("no series".into());
+    }
+    for s in answer {
+        if value(s).is_nan() {
+            return Some(format!("NaN in {}", s["metric"]));
+        }
+        if let Some(other) = s["metric"]["container_id"].as_str().filter(|c| *c != id) {
+            return Some(format!("series of container {other}: {}", s["metric"]));
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_name_the_dashboard_reads_is_one_a_running_shim_exports() {
+async fn every_dashboard_query_answers_for_a_running_container() {
     let queries = dashboard_queries();
     let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (_, expr) in &queries {
@@ -131,11 +182,12 @@ async fn every_name_the_dashboard_reads_is_one_a_running_shim_exports() {
             wanted.entry(m).or_default().extend(labels.clone());
         }
     }
+    let prometheus = Prometheus::start("dashboard", &docs().join("prometheus.yml")).await;
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
     let metrics = format!("{}/v1/metrics", otlp.endpoint());
     let traces = format!("{}/v1/traces", otlp.endpoint());
     let shim = ShimUnderTest::start_with_env(
-        "promnames",
+        "promdash",
         &spec(&["sleep", "300"]),
         &[
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics.as_str()),
@@ -147,24 +199,17 @@ async fn every_name_the_dashboard_reads_is_one_a_running_shim_exports() {
     .await;
     shim.create_and_start(&[]).await;
     let id = shim.id.clone();
-    // Until every name the dashboard reads has arrived, or 30 s.
+    // Until every name the dashboard reads has arrived, or 30 s; then 2 s
+    // more, so that rates have samples to work with.
     let all_arrived = otlp
         .wait_for_points(Duration::from_secs(30), |p| {
             let series = series_of(p);
             wanted.keys().all(|m| series.contains_key(m))
         })
         .await;
-    let series = series_of(&otlp.points());
-    let kill = KillRequest {
-        id: id.clone(),
-        signal: 9,
-        all: true,
-        ..Default::default()
-    };
-    shim.client.kill(shim.ctx(&[]), &kill).await.unwrap();
-    shim.wait(&[]).await;
-    shim.delete_and_shutdown(&[]).await;
-    shim.assert_gone_clean(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let points = otlp.points();
+    let series = series_of(&points);
 
     let mut problems = Vec::new();
     for (metric, labels) in &wanted {
@@ -183,10 +228,56 @@ async fn every_name_the_dashboard_reads_is_one_a_running_shim_exports() {
         problems.join("\n  "),
         series.keys().collect::<Vec<_>>()
     );
+
+    // The same points in Prometheus, as its OTLP receiver would store them;
+    // then each panel's query, as Grafana sends it.
+    let promoted = promoted_attributes();
+    let promoted: Vec<&str> = promoted.iter().map(String::as_str).collect();
+    let request = remote_write::series(&points, &promoted);
+    prometheus.remote_write(&request).await.unwrap();
+    let mut failed = Vec::new();
+    let mut answers = Vec::new();
+    for (title, expr) in &queries {
+        match prometheus.query(&as_grafana_sends(expr)).await {
+            Ok(answer) => match problem(&answer, &id) {
+                Some(p) => failed.push(format!("{title}: {expr}: {p}")),
+                None => answers.push(format!(
+                    "{expr} -> {}",
+                    answer
+                        .iter()
+                        .map(|s| format!("{}={:.4}", grouping(&s["metric"]), value(s)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+            },
+            Err(e) => failed.push(format!("{title}: {e}")),
+        }
+    }
+    let live = prometheus.query("sum(voidbox_vms_live)").await.unwrap();
+    let kill = KillRequest {
+        id: id.clone(),
+        signal: 9,
+        all: true,
+        ..Default::default()
+    };
+    shim.client.kill(shim.ctx(&[]), &kill).await.unwrap();
+    shim.wait(&[]).await;
+    shim.delete_and_shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
+
+    assert!(
+        failed.is_empty(),
+        "dashboard queries without data for container {id}:\n  {}\nPrometheus log:\n{}",
+        failed.join("\n  "),
+        prometheus.log()
+    );
+    // One container, one VM.
+    assert_eq!(value(&live[0]), 1.0, "{live:?}");
     println!(
-        "{} dashboard queries read {} metric names, all among the {} series names of container {id}",
+        "{} dashboard queries, {} metric names, all answered for container {id} ({} series written):\n  {}",
         queries.len(),
         wanted.len(),
-        series.len()
+        request.timeseries.len(),
+        answers.join("\n  ")
     );
 }
