@@ -62,10 +62,19 @@ fn render(chart: &str, dir: &Path) -> Result<String, Output> {
     Ok(std::fs::read_to_string(&svg).expect("mmdc succeeded but wrote no SVG"))
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A directory of the test's own, removed when the test ends, failed or not.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("voidbox-mermaid-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn chart_of(trace: &str) -> String {
@@ -76,9 +85,10 @@ fn chart_of(trace: &str) -> String {
 
 #[test]
 fn the_recorded_traces_chart_renders_one_bar_per_span() {
-    let dir = scratch("ok");
+    let scratch = scratch("ok");
+    let dir = &scratch.0;
     let chart = chart_of(CREATE_TRACE);
-    let svg = render(&chart, &dir).unwrap_or_else(|out| {
+    let svg = render(&chart, dir).unwrap_or_else(|out| {
         panic!(
             "mmdc refused the chart ({}):\n{}\n{}\nchart:\n{chart}",
             out.status,
@@ -104,22 +114,21 @@ fn the_recorded_traces_chart_renders_one_bar_per_span() {
     for name in ["VMBoot", "ClockSync", "containerd.services.tasks.v1.Tasks/Create"] {
         assert!(svg.contains(name), "{name} not drawn");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The check above can fail: a line break inside a label (a span name with
 /// one, before voidbox-trace flattened them) is a parse error.
 #[test]
 fn a_corrupted_chart_fails_to_render() {
-    let dir = scratch("bad");
+    let scratch = scratch("bad");
+    let dir = &scratch.0;
     let chart = chart_of(START_TRACE);
-    assert!(render(&chart, &dir).is_ok(), "the uncorrupted chart must render");
+    assert!(render(&chart, dir).is_ok(), "the uncorrupted chart must render");
     let corrupted = chart.replacen(". . Start (shim)", ". . Start\n    (shim)", 1);
     assert_ne!(corrupted, chart);
-    let out = render(&corrupted, &dir).expect_err("mmdc accepted a corrupted chart");
+    let out = render(&corrupted, dir).expect_err("mmdc accepted a corrupted chart");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Parse error"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Span names are whatever the instrumented code (or the guest) chose: ones
@@ -127,7 +136,8 @@ fn a_corrupted_chart_fails_to_render() {
 /// draw one bar each.
 #[test]
 fn span_names_mermaid_would_misread_still_draw_every_bar() {
-    let dir = scratch("names");
+    let scratch = scratch("names");
+    let dir = &scratch.0;
     let recorded = std::fs::read_to_string(fixture(RECORDED)).unwrap();
     let odd = recorded
         .replace(r#""name":"VMBoot""#, r#""name":"VM: boot\nphase""#)
@@ -145,7 +155,7 @@ fn span_names_mermaid_would_misread_still_draw_every_bar() {
         "--mermaid",
     ]);
     let chart = mermaid_of(&stdout_ok(&out, "show --mermaid"));
-    let svg = render(&chart, &dir).unwrap_or_else(|out| {
+    let svg = render(&chart, dir).unwrap_or_else(|out| {
         panic!(
             "mmdc refused the chart: {}\nchart:\n{chart}",
             String::from_utf8_lossy(&out.stderr)
@@ -153,5 +163,4 @@ fn span_names_mermaid_would_misread_still_draw_every_bar() {
     });
     assert_eq!(svg.matches("<rect id=\"my-svg-s").count(), 27, "bars; chart:\n{chart}");
     assert!(svg.contains("VM  boot phase"), "the renamed span's label");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
