@@ -21,7 +21,7 @@ export VOIDBOX_CACHE := $(CACHE)
 
 all: build image
 
-## deps: apt packages and vhost-device-vsock (cached)
+## deps: apt packages, vhost-device-vsock, mermaid-cli and the fetched clients (cached)
 deps:
 	@hack/install-deps.sh >/dev/null
 
@@ -123,11 +123,14 @@ test-tracing: deps kernel guest-bins
 	@echo "test-tracing: the traced test run is in $(TRACE_OUT): make jaeger-gantt TRACE_FILE=$(TRACE_OUT)"
 	@echo "test-tracing: the containerd 2.1 run is in $(dir $(TRACE_OUT))voidbox-trace-containerd.json (one trace per request: TRACE_ID=...)"
 
+# Where cargo put it: $CARGO_TARGET_DIR too (hack/tests/trace_show.rs runs this target).
+TRACE_BIN = $(or $(CARGO_TARGET_DIR),target)/debug/voidbox-trace
+
 ## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON; TRACE_ID=... picks one) as Mermaid + waterfall
 jaeger-gantt:
 	@$(CARGO) build -q -p voidbox-hack --bin voidbox-trace
-	@if [ -n "$(TRACE_FILE)" ]; then target/debug/voidbox-trace show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
-	else target/debug/voidbox-trace show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
+	@if [ -n "$(TRACE_FILE)" ]; then $(TRACE_BIN) show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
+	else $(TRACE_BIN) show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and the release guest image to $(PREFIX)/share/voidbox,
 ## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what voidbox needs on Debian 12: the apt packages that are missing,
 # the system user `voidbox` VMMs run as, and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE). Then
-# fetches into that cache, without installing them, the guest's crun 1.21 and
-# the newer clients containerd 2.1 and Docker 28 (hack/fetch-debs.sh).
+# fetches into that cache, without installing them, the guest's crun 1.21,
+# the newer clients containerd 2.1 and Docker 28 and the OTLP backend
+# Prometheus 3.5 (hack/fetch-debs.sh), and mermaid-cli (hack/fetch-mermaid.sh).
 # A second run finds everything present and installs nothing.
 # Prints only the vhost-device-vsock path on stdout (hack/with-assets.sh reads it).
 set -euo pipefail
@@ -25,6 +26,8 @@ packages=(
     gperf pkg-config libyajl-dev libseccomp-dev libcap-dev
     # tests and tools
     iproute2 procps
+    # rendering voidbox-trace's Mermaid chart in the tests: mermaid-cli drives Chromium
+    chromium
     # CRI tests: the CNI plugins containerd's CRI plugin networks pods with
     # (/usr/lib/cni), and protoc, which the k8s-cri crate's build script runs
     containernetworking-plugins protobuf-compiler
@@ -34,6 +37,9 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm installs mermaid-cli (hack/fetch-mermaid.sh). Any npm will do: one that
+# came with another Node.js package is not replaced by Debian's.
+command -v npm >/dev/null || missing+=(npm)
 if (( ${#missing[@]} )); then
     if [[ $(id -u) != 0 ]]; then
         echo "install-deps: missing packages ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
@@ -61,5 +67,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/fetch-debs.sh" crun >/dev/null
 "$here/fetch-debs.sh" client containerd >/dev/null
 "$here/fetch-debs.sh" client docker >/dev/null
+"$here/fetch-debs.sh" client prometheus >/dev/null
+"$here/fetch-mermaid.sh" >/dev/null
 
 echo "$vsock"

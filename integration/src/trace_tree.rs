@@ -95,7 +95,7 @@ impl<'a> Tree<'a> {
         let mut n = 0;
         self.each(|s, depth| {
             if depth == 0 {
-                let _ = writeln!(out, "    section {}", s.name);
+                let _ = writeln!(out, "    section {}", chart_text(&s.name));
             }
             n += 1;
             let start = s.start_ns.saturating_sub(t0) / 1_000_000;
@@ -105,11 +105,21 @@ impl<'a> Tree<'a> {
                 Side::Containerd => "containerd",
                 Side::Shim => "shim",
             };
-            let label = format!("{}{} ({service})", ". ".repeat(depth), s.name).replace(':', " ");
+            let label = format!("{}{} ({service})", ". ".repeat(depth), chart_text(&s.name));
             let _ = writeln!(out, "    {label} :s{n}, {start}, {end}");
         });
         out
     }
+}
+
+/// A span name as Mermaid can take it in a task or section line: a colon
+/// would end the label early (the task loses its bar), a line break ends
+/// the line (a parse error), so both become spaces, as other control
+/// characters do.
+fn chart_text(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == ':' || c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Whose span it is, by service name.
@@ -128,5 +138,40 @@ impl Side {
         } else {
             Side::Shim
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: &str, parent: &str, name: &str) -> Span {
+        Span {
+            service: "voidbox".into(),
+            trace_id: "ab".into(),
+            span_id: id.into(),
+            parent_span_id: parent.into(),
+            name: name.into(),
+            start_ns: 1_000_000,
+            end_ns: 3_000_000,
+            attributes: Default::default(),
+            resource: Default::default(),
+            status_code: 0,
+            status_message: String::new(),
+        }
+    }
+
+    #[test]
+    fn names_that_would_break_a_chart_line_are_flattened() {
+        let spans = [span("01", "", "root\nsection x"), span("02", "01", "a:b\r\n\tc")];
+        let chart = Tree::new(&spans).mermaid("t");
+        assert_eq!(
+            chart.lines().skip(4).collect::<Vec<_>>(),
+            [
+                "    section root section x",
+                "    root section x (shim) :s1, 0, 2",
+                "    . a b   c (shim) :s2, 0, 2"
+            ]
+        );
     }
 }

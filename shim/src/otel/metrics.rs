@@ -142,9 +142,6 @@ impl DropReason {
 impl Metrics {
     /// Counts `n` spans lost for `reason`, with the VM's attributes.
     pub fn span_drops(&self, reason: DropReason, n: u64, vm: &[KeyValue]) {
-        if n == 0 {
-            return;
-        }
         let mut attrs = vm.to_vec();
         attrs.push(KeyValue::new("reason", reason.as_str()));
         self.spans_dropped.add(n, &attrs);

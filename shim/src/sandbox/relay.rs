@@ -110,11 +110,13 @@ fn relay_batch(
     m.spans_relayed.add(relayed, attrs);
     stats.capacity.store(batch.capacity, Ordering::Relaxed);
     // A guest's total only grows; one that shrinks is not believed.
-    if batch.dropped_total > *guest_dropped {
-        let new = batch.dropped_total - *guest_dropped;
+    let new = batch.dropped_total.saturating_sub(*guest_dropped);
+    // Counted even when nothing was dropped: the VM's series then exists at
+    // 0, so a dashboard shows "0 dropped" rather than "no data".
+    m.span_drops(DropReason::GuestBufferFull, new, attrs);
+    if new > 0 {
         *guest_dropped = batch.dropped_total;
         stats.dropped.fetch_add(new, Ordering::Relaxed);
-        m.span_drops(DropReason::GuestBufferFull, new, attrs);
         warn!(
             dropped = batch.dropped_total,
             capacity = batch.capacity,
