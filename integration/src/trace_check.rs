@@ -24,9 +24,16 @@ pub const SHIM_SPANS: &[&str] = &[
     "WaitForExit",
     "Wait",
     "Delete",
+    "SpanDrain",
+    "ClockSample",
+    "GuestSync",
+    "LastSpans",
+    "VMStop",
+    "Cleanup",
     "Shutdown",
 ];
-/// The guest's spans of the same run.
+/// The guest's spans of the same run. (No `task.delete`: a VM that ends
+/// with its container takes the container's state with it.)
 pub const GUEST_SPANS: &[&str] = &[
     "guest.kernel",
     "guest.vminitd.init",
@@ -42,8 +49,6 @@ pub const GUEST_SPANS: &[&str] = &[
     "task.start",
     "crun.start",
     "process.wait",
-    "task.delete",
-    "crun.delete",
 ];
 
 /// The clock uncertainty VMBoot recorded, in ns.
