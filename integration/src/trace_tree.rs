@@ -158,6 +158,7 @@ mod tests {
             resource: Default::default(),
             status_code: 0,
             status_message: String::new(),
+            events: Vec::new(),
         }
     }
 
