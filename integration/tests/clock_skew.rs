@@ -22,11 +22,15 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 const MS: i64 = 1_000_000;
 const SEC: i64 = 1_000_000_000;
 
-/// The guest's clock starts from the emulated RTC, whole seconds: before
-/// the injected offset, it is the host's truncated to the second, between
-/// 1 s behind and exact. The offset the shim measures is the injected one
-/// plus that.
-const RTC_RESOLUTION_NS: i64 = SEC;
+/// The guest's own skew, before the injected offset moves its clock: its
+/// clock starts from the emulated RTC, whole seconds (the host's time
+/// truncated, up to 1 s behind), and loses some more while the kernel boots
+/// under emulation on a busy host. Measured on this machine: -0.10 s to
+/// -1.22 s over 10 boots. The offset the shim measures is the injected one
+/// plus this, so it is expected within [injected - 2 s, injected], give or
+/// take the uncertainty: with ±3 s injected, a sign or a magnitude wrong by
+/// a second or more still shows.
+const RAW_SKEW_MIN_NS: i64 = -2 * SEC;
 
 /// The shim's resync interval (shim/src/sandbox/boot.rs `CLOCK_RESYNC`).
 const CLOCK_RESYNC_NS: i64 = 10 * SEC;
@@ -100,7 +104,7 @@ async fn skewed_run(name: &str, offset_ms: i64) {
     let injected = offset_ms * MS;
     println!(
         "{name}: injected {injected} ns; measured {offset} ns ±{u} ns (before the unsent SetTime: {before} ns); \
-         minus injected: {} ms (the RTC's part, in (-1 s, 0])",
+         minus injected (the guest's own skew): {} ms",
         (offset - injected) as f64 / 1e6
     );
     // Nothing set the clock between the two measurements: they agree to
@@ -108,8 +112,8 @@ async fn skewed_run(name: &str, offset_ms: i64) {
     // above it and far below the seconds a SetTime would have moved).
     assert!((offset - before).abs() <= u + 50 * MS, "{before} then {offset}");
     assert!(
-        offset <= injected + u && offset >= injected - RTC_RESOLUTION_NS - u,
-        "measured {offset} ns, injected {injected} ns (allowing the RTC's second)"
+        offset <= injected + u && offset >= injected + RAW_SKEW_MIN_NS - u,
+        "measured {offset} ns, injected {injected} ns (allowing the guest's own skew, down to {RAW_SKEW_MIN_NS} ns)"
     );
 
     one_container_trace(&spans, CLIENT_TRACE, CLIENT_SPAN).unwrap_or_else(|e| panic!("{e}\n{tree}"));
