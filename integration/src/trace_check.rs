@@ -273,3 +273,42 @@ pub fn pod_shape(spans: &[Span], sandbox: &str, members: &[&str]) -> Result<(), 
     }
     Ok(())
 }
+
+/// How one guest span sits in its host parent, on the host clock.
+#[derive(Debug, Clone)]
+pub struct Nesting {
+    pub name: String,
+    pub parent: String,
+    /// The parent's start, Unix ns.
+    pub parent_start_ns: u64,
+    /// How far the guest span starts before its parent does (negative:
+    /// after, inside), and ends after it (negative: before, inside), ns.
+    pub early_ns: i64,
+    pub late_ns: i64,
+}
+
+impl Nesting {
+    /// How far outside its parent the span reaches (≤ 0: inside).
+    pub fn outside_ns(&self) -> i64 {
+        self.early_ns.max(self.late_ns)
+    }
+}
+
+/// Every guest span whose parent is a host span, and how it sits in it.
+pub fn guest_nesting(spans: &[Span]) -> Vec<Nesting> {
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    spans
+        .iter()
+        .filter(|s| s.service == GUEST)
+        .filter_map(|s| {
+            let p = by_id.get(s.parent_span_id.as_str())?;
+            (p.service != GUEST).then(|| Nesting {
+                name: s.name.clone(),
+                parent: p.name.clone(),
+                parent_start_ns: p.start_ns,
+                early_ns: p.start_ns as i64 - s.start_ns as i64,
+                late_ns: s.end_ns as i64 - p.end_ns as i64,
+            })
+        })
+        .collect()
+}

@@ -16,6 +16,8 @@ mod reaper;
 mod services;
 mod tasks;
 mod telemetry;
+#[cfg(feature = "debug-rpcs")]
+mod test_clock;
 mod trace;
 mod vsock;
 
@@ -38,6 +40,9 @@ fn main() {
     }
     console::reopen_stdio();
     let cmdline = cmdline::Cmdline::read();
+    // A test image's deliberately wrong clock, before any span is timed.
+    #[cfg(feature = "debug-rpcs")]
+    test_clock::apply(&cmdline);
     let spans = trace::init(&cmdline);
 
     if let Err(e) = setup(&clock) {
