@@ -218,7 +218,15 @@ async fn failed_exports_are_counted_by_span_on_the_metric_and_the_container_span
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
     otlp.fail_traces("voidbox", 1);
     otlp.fail_traces("voidbox-vm", 1);
-    run_true("drops-export", &env(&otlp)).await;
+    let shim = ShimUnderTest::start_with_env("drops-export", &spec(&["true"]), &borrowed(&env(&otlp))).await;
+    shim.create_and_start(&[]).await;
+    shim.wait(&[]).await;
+    // The span tells what was lost by the time it ends (at Delete): let
+    // both pipelines' first exports fail before that. (A Delete faster
+    // than the exporter's 500 ms batch delay would otherwise come first.)
+    assert!(voidbox_integration::eventually(Duration::from_secs(10), || otlp.refused_requests() == 2).await);
+    shim.delete_and_shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(15)).await;
 
     let root = container_span(&otlp).await;
     let points = final_points(&otlp).await;

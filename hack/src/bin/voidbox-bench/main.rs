@@ -2,12 +2,13 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay] [delete]
+//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay] [delete] [memory]
 
 mod boot;
 mod container;
 mod dead_endpoint;
 mod delete;
+mod memory;
 mod relay;
 mod telemetry;
 
@@ -35,12 +36,12 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" | "delete" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
+            "boot" | "container" | "delete" | "memory" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
             other => die(&format!("unknown argument {other}")),
         }
     }
     if suites.is_empty() {
-        suites = ["boot", "container", "delete", "dead-endpoint", "telemetry", "relay"]
+        suites = ["boot", "container", "delete", "memory", "dead-endpoint", "telemetry", "relay"]
             .map(String::from)
             .to_vec();
     }
@@ -61,6 +62,7 @@ fn main() {
             "telemetry" => rt.block_on(telemetry::run(TELEMETRY_ROUNDS)),
             "relay" => rt.block_on(relay::run(RELAY_BURSTS)),
             "delete" => rt.block_on(delete::run(DELETE_RUNS)),
+            "memory" => rt.block_on(memory::run()),
             _ => unreachable!(),
         };
         if let Err(e) = result {

@@ -1,0 +1,138 @@
+//! Dense: what an idle container costs the host. 8 containers (`sleep`)
+//! run at once, each with its shim and VM at the default size; for each,
+//! the PSS of every host process it costs (the shim and what it started:
+//! the VMM and its helpers) and the guest's own used memory, from the
+//! shim's telemetry (metrics on, to a local receiver).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use voidbox_integration::otlp::Receiver;
+use voidbox_integration::shim_client::{spec, ShimUnderTest};
+
+const CONTAINERS: usize = 8;
+const GOAL_MIB: f64 = 64.0;
+/// Let the boot's page faults and caches settle before measuring.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Parent of each live process.
+fn parents() -> HashMap<u32, u32> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised command: state, ppid, ...
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            out.insert(pid, ppid);
+        }
+    }
+    out
+}
+
+/// `root` and every process below it, with their names.
+fn tree(root: u32) -> Vec<(u32, String)> {
+    let parents = parents();
+    let mut pids = vec![root];
+    let mut i = 0;
+    while i < pids.len() {
+        let p = pids[i];
+        pids.extend(parents.iter().filter(|(_, &pp)| pp == p).map(|(&c, _)| c));
+        i += 1;
+    }
+    pids.into_iter()
+        .map(|p| {
+            let name = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            (p, name.trim().to_string())
+        })
+        .collect()
+}
+
+/// A process's proportional set size, KiB.
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+pub async fn run() -> Result<(), String> {
+    let receiver = Receiver::start("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("OTLP receiver: {e}"))?;
+    let metrics = format!("{}/v1/metrics", receiver.endpoint());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", metrics.as_str()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "1000"),
+        ("VOIDBOX_TELEMETRY_INTERVAL", "1000"),
+    ];
+    println!("memory: {CONTAINERS} idle containers (`sleep`) at once, default VM size, metrics on");
+    let mut shims = Vec::new();
+    for i in 0..CONTAINERS {
+        let shim = ShimUnderTest::start_with_env(&format!("bench-mem-{i}"), &spec(&["sleep", "3600"]), &env).await;
+        shim.create_and_start(&[]).await;
+        shims.push(shim);
+    }
+    tokio::time::sleep(SETTLE).await;
+    let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut totals = Vec::new();
+    for shim in &shims {
+        let pid: u32 = shim
+            .shim_processes()
+            .first()
+            .and_then(|p| p.split(':').next()?.trim().parse().ok())
+            .ok_or("a shim without a process")?;
+        let mut total = 0;
+        for (p, name) in tree(pid) {
+            let pss = pss_kib(p);
+            total += pss;
+            by_name.entry(name).or_default().push(pss);
+        }
+        totals.push(total);
+    }
+    let guest_used: Vec<f64> = shims
+        .iter()
+        .filter_map(|s| {
+            let points = receiver.points();
+            points
+                .iter()
+                .rev()
+                .find(|p| p.name == "voidbox.guest.memory.used" && p.resource.get("container.id") == Some(&s.id))
+                .map(|p| p.value / 1_048_576.0)
+        })
+        .collect();
+    let mut names: Vec<_> = by_name.into_iter().collect();
+    names.sort();
+    for (name, pss) in &names {
+        let mean = pss.iter().sum::<u64>() as f64 / pss.len() as f64;
+        println!("  {name:<20} {:>6.1} MiB PSS on average (n={})", mib(mean as u64), pss.len());
+    }
+    totals.sort();
+    let median = mib(totals[totals.len() / 2]);
+    println!(
+        "  host PSS per idle container: median {median:.1} MiB (min {:.1}, max {:.1}); goal ≤ {GOAL_MIB} MiB: {}",
+        mib(totals[0]),
+        mib(*totals.last().unwrap()),
+        if median <= GOAL_MIB { "met" } else { "NOT met" }
+    );
+    if !guest_used.is_empty() {
+        let mean = guest_used.iter().sum::<f64>() / guest_used.len() as f64;
+        println!("  the guest's own used memory: {mean:.1} MiB on average (n={})", guest_used.len());
+    }
+    for shim in &shims {
+        shim.kill(9, &[]).await;
+        shim.wait(&[]).await;
+        shim.delete_and_shutdown(&[]).await;
+    }
+    Ok(())
+}
