@@ -89,7 +89,8 @@ soak: deps kernel guest-bins image
 	VOIDBOX_SOAK_LIFECYCLES=300 $(WITH_ASSETS) $(CARGO) test -p voidbox-integration --test soak -- --nocapture
 
 ## bench (release image): boot time against the bare kernel, container start against runc, tracing on against off,
-## a dead OTLP endpoint against none, the guest-to-OTLP span relay (medians of one run)
+## Delete and its phases, host memory per idle container, a dead OTLP endpoint against none,
+## the guest-to-OTLP span relay (medians of one run; docs/performance.md)
 bench: deps kernel guest-bins
 	$(CARGO) build --release -p voidbox-hack -p voidbox-shim
 	$(WITH_RELEASE) target/release/voidbox-bench

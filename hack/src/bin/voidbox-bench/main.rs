@@ -41,9 +41,17 @@ fn main() {
         }
     }
     if suites.is_empty() {
-        suites = ["boot", "container", "delete", "memory", "dead-endpoint", "telemetry", "relay"]
-            .map(String::from)
-            .to_vec();
+        suites = [
+            "boot",
+            "container",
+            "delete",
+            "memory",
+            "dead-endpoint",
+            "telemetry",
+            "relay",
+        ]
+        .map(String::from)
+        .to_vec();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -115,7 +115,11 @@ pub async fn run() -> Result<(), String> {
     names.sort();
     for (name, pss) in &names {
         let mean = pss.iter().sum::<u64>() as f64 / pss.len() as f64;
-        println!("  {name:<20} {:>6.1} MiB PSS on average (n={})", mib(mean as u64), pss.len());
+        println!(
+            "  {name:<20} {:>6.1} MiB PSS on average (n={})",
+            mib(mean as u64),
+            pss.len()
+        );
     }
     totals.sort();
     let median = mib(totals[totals.len() / 2]);
@@ -127,7 +131,10 @@ pub async fn run() -> Result<(), String> {
     );
     if !guest_used.is_empty() {
         let mean = guest_used.iter().sum::<f64>() / guest_used.len() as f64;
-        println!("  the guest's own used memory: {mean:.1} MiB on average (n={})", guest_used.len());
+        println!(
+            "  the guest's own used memory: {mean:.1} MiB on average (n={})",
+            guest_used.len()
+        );
     }
     for shim in &shims {
         shim.kill(9, &[]).await;
