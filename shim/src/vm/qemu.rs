@@ -289,6 +289,10 @@ pub fn qemu_args(
         "-device".into(),
         "virtio-rng-device,rng=rng".into(),
     ]);
+    // Free page reporting: what the guest frees goes back to the host (the
+    // memfd's pages are punched out), so an idle VM costs what it uses, not
+    // what it once touched. libkrun's balloon reports free pages too.
+    a.extend(["-device".into(), "virtio-balloon-device,free-page-reporting=on".into()]);
     a.extend([
         "-chardev".into(),
         format!("socket,id=vsock,path={}", vhost_vsock.display()),
