@@ -59,6 +59,8 @@ async fn traced_shim(name: &str, args: &[&str], cmdline: &str) -> (ShimUnderTest
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("VOIDBOX_GUEST_CMDLINE", cmdline),
+            // Every resync's uncertainty reaches the receiver (one each 10 s).
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
         ],
     )
     .await;
@@ -184,12 +186,28 @@ async fn a_fast_guest_clock_is_rebased_late_in_a_long_container() {
     println!("drift: `sleep 30` in the guest took {waited:.2} s on the host clock; {asked} Pids calls");
     assert!(waited < 28.5, "the guest clock did not run fast: {waited} s");
 
-    let u = attr(find(&spans, "VMBoot"), "clock.uncertainty_ns");
+    // Each sample is good to its own uncertainty, and a loaded host makes
+    // some resyncs' worse than the boot's: the worst of them all counts.
+    let boot_u = attr(find(&spans, "VMBoot"), "clock.uncertainty_ns");
+    let u = otlp
+        .points()
+        .iter()
+        .filter(|p| p.name == "voidbox.clock.uncertainty")
+        .map(|p| (p.value * 1e9) as i64)
+        .fold(boot_u, i64::max);
+    println!(
+        "drift: clock uncertainty {:.3} ms at boot, {:.3} ms at worst",
+        boot_u as f64 / 1e6,
+        u as f64 / 1e6
+    );
     // Past the newest sample the offset is extrapolated: the newest
     // sample's error, plus both samples' errors scaled by how far past it
     // the span lies against the baseline (both about one resync): 3 × the
-    // uncertainty. A rebase that misses the drift is off by 10 % of seconds.
-    let slack = 3 * u;
+    // uncertainty. Measured, the emulated clock's rate is not that steady:
+    // late spans were seen up to 4.2 ms out while 3 × u was 1.2 ms. So the
+    // bound is 3 × u or 10 ms, whichever is more; a rebase that misses the
+    // drift is off by 76 ms to seconds (nearest sample; none at all).
+    let slack = (3 * u).max(10 * MS);
     let second_sample = find(&spans, "ClockSync").end_ns as i64 + CLOCK_RESYNC_NS + SEC;
     let (late, early): (Vec<Nesting>, Vec<Nesting>) = guest_nesting(&spans)
         .into_iter()

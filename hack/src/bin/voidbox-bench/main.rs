@@ -2,7 +2,7 @@
 //! samples taken side by side in this run, and every ratio compares two such
 //! medians from the same run.
 //!
-//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay] [delete] [memory]
+//!   voidbox-bench [--boots N] [boot] [container] [dead-endpoint] [telemetry] [relay] [delete] [memory] [scaling]
 
 mod boot;
 mod container;
@@ -10,6 +10,7 @@ mod dead_endpoint;
 mod delete;
 mod memory;
 mod relay;
+mod scaling;
 mod telemetry;
 
 /// Runs of each arm of the container suite, at least.
@@ -36,7 +37,9 @@ fn main() {
                     .filter(|&n| n >= 5)
                     .unwrap_or_else(|| die("--boots takes a number of at least 5"))
             }
-            "boot" | "container" | "delete" | "memory" | "dead-endpoint" | "telemetry" | "relay" => suites.push(arg),
+            "boot" | "container" | "delete" | "memory" | "scaling" | "dead-endpoint" | "telemetry" | "relay" => {
+                suites.push(arg)
+            }
             other => die(&format!("unknown argument {other}")),
         }
     }
@@ -71,6 +74,7 @@ fn main() {
             "relay" => rt.block_on(relay::run(RELAY_BURSTS)),
             "delete" => rt.block_on(delete::run(DELETE_RUNS)),
             "memory" => rt.block_on(memory::run()),
+            "scaling" => rt.block_on(scaling::run()),
             _ => unreachable!(),
         };
         if let Err(e) = result {

@@ -63,7 +63,7 @@ fn pss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
@@ -143,14 +143,14 @@ pub async fn run() -> Result<(), String> {
     balloon(&env).await
 }
 
-async fn stop(shim: &ShimUnderTest) {
+pub(crate) async fn stop(shim: &ShimUnderTest) {
     shim.kill(9, &[]).await;
     shim.wait(&[]).await;
     shim.delete_and_shutdown(&[]).await;
 }
 
 /// The host PSS of `shim`'s processes, KiB.
-fn pss_of(shim: &ShimUnderTest) -> Result<u64, String> {
+pub(crate) fn pss_of(shim: &ShimUnderTest) -> Result<u64, String> {
     let pid: u32 = shim
         .shim_processes()
         .first()
