@@ -88,11 +88,7 @@ pub async fn run() -> Result<(), String> {
     let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
     let mut totals = Vec::new();
     for shim in &shims {
-        let pid: u32 = shim
-            .shim_processes()
-            .first()
-            .and_then(|p| p.split(':').next()?.trim().parse().ok())
-            .ok_or("a shim without a process")?;
+        let pid = shim_pid(shim)?;
         let mut total = 0u64;
         for (p, name) in tree(pid) {
             let pss = pss_kib(p);
@@ -149,14 +145,16 @@ pub(crate) async fn stop(shim: &ShimUnderTest) {
     shim.delete_and_shutdown(&[]).await;
 }
 
-/// The host PSS of `shim`'s processes, KiB.
-pub(crate) fn pss_of(shim: &ShimUnderTest) -> Result<u64, String> {
-    let pid: u32 = shim
-        .shim_processes()
+fn shim_pid(shim: &ShimUnderTest) -> Result<u32, String> {
+    shim.shim_processes()
         .first()
         .and_then(|p| p.split(':').next()?.trim().parse().ok())
-        .ok_or("a shim without a process")?;
-    Ok(tree(pid).into_iter().map(|(p, _)| pss_kib(p)).sum())
+        .ok_or_else(|| "a shim without a process".to_string())
+}
+
+/// The host PSS of `shim`'s processes, KiB.
+pub(crate) fn pss_of(shim: &ShimUnderTest) -> Result<u64, String> {
+    Ok(tree(shim_pid(shim)?).into_iter().map(|(p, _)| pss_kib(p)).sum())
 }
 
 /// A container that allocates 200 MiB, frees it, and idles again: its host
