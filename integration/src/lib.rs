@@ -179,11 +179,17 @@ pub async fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> 
 /// Waits up to 15 s (teardown is asynchronous) for `leftovers` to come back
 /// empty, then asserts it is.
 pub fn assert_nothing_left(leftovers: impl Fn() -> Vec<String>) {
+    assert_nothing_left_or(leftovers, String::new)
+}
+
+/// As `assert_nothing_left`, with `context()` (a log, say) in the failure.
+pub fn assert_nothing_left_or(leftovers: impl Fn() -> Vec<String>, context: impl Fn() -> String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while !leftovers().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    assert_eq!(leftovers(), Vec::<String>::new(), "left behind");
+    let left = leftovers();
+    assert!(left.is_empty(), "left behind: {left:#?}\n{}", context());
 }
 
 /// An HTTP/1.0 GET of `/` over plain TCP, as any client on the host would

@@ -131,8 +131,13 @@ impl Telemetry {
                     .with_resource(shim.clone())
                     .with_span_processor(own)
                     .build();
+                // As vminitd's: no thread, timing or location attributes,
+                // which cost every span and say nothing its name does not.
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer("voidbox-shim"))
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
+                    .with_location(false)
                     .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
                 let mut guest_exporter = CountingExporter::new(endpoint, stats.clone())?;
                 guest_exporter.set_resource(&resource(GUEST_SERVICE, id));

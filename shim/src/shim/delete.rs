@@ -40,8 +40,12 @@ pub fn delete(flags: &Flags, host: &HostConfig) -> Result<(), String> {
     // A server that died (or never served) leaves its socket behind; a
     // pod's shim that still serves keeps it.
     let socket = super::bootstrap::default_socket(flags, host, &group);
-    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        let _ = std::fs::remove_file(socket);
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Err(_) => {
+            let _ = std::fs::remove_file(&socket);
+        }
+        // containerd logs what `delete` writes to stderr as a warning.
+        Ok(_) => eprintln!("{} still answers: kept", socket.display()),
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
