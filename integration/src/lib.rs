@@ -48,6 +48,13 @@ pub fn test_backend() -> Box<dyn voidbox_shim::vm::Backend> {
     }
 }
 
+/// Whether the test backend emulates the CPU (QEMU with TCG): only then is
+/// there a translation cache to size (`VOIDBOX_TCG_CACHE_MIB`).
+pub fn under_tcg() -> bool {
+    test_backend().name() == "qemu"
+        && voidbox_shim::vm::qemu::Qemu::choosing(host_config().accel).accel() == voidbox_shim::vm::qemu::Accel::Tcg
+}
+
 /// The program of the test backend's VMM, as its command line names it.
 pub fn vmm_program() -> &'static str {
     test_backend().processes(&vm_config("probe"))[0]

@@ -32,6 +32,10 @@ pub struct HostConfig {
     pub backend: Option<String>,
     /// QEMU's accelerator (`VOIDBOX_ACCEL=kvm|tcg`), else what the host has.
     pub accel: Option<Accel>,
+    /// QEMU under TCG: the translation cache per VM, MiB
+    /// (`VOIDBOX_TCG_CACHE_MIB`), else QEMU's default. Smaller is denser
+    /// and slower (docs/performance.md).
+    pub tcg_cache_mib: Option<u32>,
     /// How long a guest has to dial in after the VMM starts
     /// (`VOIDBOX_READY_TIMEOUT`, whole seconds), else the VM's default.
     pub ready_timeout: Option<Duration>,
@@ -67,6 +71,13 @@ impl HostConfig {
                 }
             },
         };
+        let tcg_cache_mib = match var("VOIDBOX_TCG_CACHE_MIB") {
+            None => None,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(mib) if (1..=4096).contains(&mib) => Some(mib),
+                _ => return Err(format!("VOIDBOX_TCG_CACHE_MIB={v:?}: a whole number of MiB, 1 to 4096")),
+            },
+        };
         Ok(HostConfig {
             kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
             image: path("VOIDBOX_IMAGE", &Path::new(DATA_DIR).join("guest.erofs")),
@@ -77,6 +88,7 @@ impl HostConfig {
                 .unwrap_or_default(),
             backend: var("VOIDBOX_VMM"),
             accel,
+            tcg_cache_mib,
             ready_timeout,
             ttrpc_address: var("TTRPC_ADDRESS"),
             grpc_address_set: var("GRPC_ADDRESS").is_some(),
@@ -105,6 +117,12 @@ mod tests {
         assert_eq!(c.guest_cmdline, ["voidbox.log=debug", "quiet"]);
         assert_eq!(c.accel, Some(Accel::Tcg));
         assert_eq!(c.state_root, Path::new("/tmp/s"));
+        let c = HostConfig::from_vars(|k| (k == "VOIDBOX_TCG_CACHE_MIB").then(|| "16".into())).unwrap();
+        assert_eq!(c.tcg_cache_mib, Some(16));
+        for bad in ["0", "16M", "5000"] {
+            let e = HostConfig::from_vars(|k| (k == "VOIDBOX_TCG_CACHE_MIB").then(|| bad.into())).unwrap_err();
+            assert!(e.contains("VOIDBOX_TCG_CACHE_MIB") && e.contains("1 to 4096"), "{e}");
+        }
         let bad = HostConfig::from_vars(|k| (k == "VOIDBOX_ACCEL").then(|| "hvf".into()));
         assert!(bad.unwrap_err().contains("use kvm or tcg"));
         let c = HostConfig::from_vars(|k| (k == "VOIDBOX_READY_TIMEOUT").then(|| "5".into())).unwrap();

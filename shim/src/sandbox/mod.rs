@@ -98,6 +98,7 @@ impl Sandbox {
         if let Some(t) = host.ready_timeout {
             config.ready_timeout = t;
         }
+        config.tcg_cache_mib = host.tcg_cache_mib;
         config.vsock_ports = vec![voidbox_api::TTRPC_PORT, voidbox_api::STDIO_PORT];
         config.shares.push(Share {
             tag: SHARED_TAG.into(),

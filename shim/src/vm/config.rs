@@ -81,6 +81,8 @@ pub struct VmConfig {
     pub extra_cmdline: Vec<String>,
     /// How long the guest may take from spawn to its first connection.
     pub ready_timeout: Duration,
+    /// QEMU under TCG: its translation cache, MiB (QEMU's default if None).
+    pub tcg_cache_mib: Option<u32>,
 }
 
 impl VmConfig {
@@ -98,6 +100,7 @@ impl VmConfig {
             network: None,
             extra_cmdline: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            tcg_cache_mib: None,
         }
     }
 

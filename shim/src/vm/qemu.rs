@@ -225,7 +225,14 @@ impl Backend for Qemu {
 
 /// The machine every voidbox VM runs on: microvm, CPUs, memory, the kernel.
 /// `make bench` boots the bare kernel on exactly this machine.
-pub fn machine_args(accel: Accel, vcpus: u32, memory_mib: u32, kernel: &Path, cmdline: &str) -> Vec<String> {
+pub fn machine_args(
+    accel: Accel,
+    tcg_cache_mib: Option<u32>,
+    vcpus: u32,
+    memory_mib: u32,
+    kernel: &Path,
+    cmdline: &str,
+) -> Vec<String> {
     let mut a: Vec<String> = [
         "-nodefaults",
         "-no-user-config",
@@ -242,11 +249,14 @@ pub fn machine_args(accel: Accel, vcpus: u32, memory_mib: u32, kernel: &Path, cm
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let (accel, cpu) = match accel {
-        Accel::Kvm => ("kvm", "host"),
-        Accel::Tcg => ("tcg", "max"),
+    let (accel, cpu) = match (accel, tcg_cache_mib) {
+        (Accel::Kvm, _) => ("kvm".to_string(), "host"),
+        (Accel::Tcg, None) => ("tcg".to_string(), "max"),
+        // QEMU reserves 1 GiB for translated code by default; what a VM
+        // touches of it is host memory (docs/performance.md).
+        (Accel::Tcg, Some(mib)) => (format!("tcg,tb-size={mib}"), "max"),
     };
-    a.extend(["-accel".into(), accel.into(), "-cpu".into(), cpu.into()]);
+    a.extend(["-accel".into(), accel, "-cpu".into(), cpu.into()]);
     a.extend(["-sandbox".into(), SANDBOX.into()]);
     a.extend(["-smp".into(), vcpus.to_string(), "-m".into(), format!("{memory_mib}M")]);
     // vhost-user devices need guest memory the helpers can map.
@@ -272,7 +282,14 @@ pub fn qemu_args(
     fs: &[(PathBuf, String)],
     tap_fd: Option<RawFd>,
 ) -> Vec<String> {
-    let mut a = machine_args(accel, config.vcpus, config.memory_mib, &config.kernel, cmdline);
+    let mut a = machine_args(
+        accel,
+        config.tcg_cache_mib,
+        config.vcpus,
+        config.memory_mib,
+        &config.kernel,
+        cmdline,
+    );
     match &config.root {
         GuestRoot::Initramfs(path) => a.extend(["-initrd".into(), path.display().to_string()]),
         GuestRoot::Erofs(path) => a.extend([
@@ -363,5 +380,13 @@ mod tests {
         ] {
             assert!(args.contains(want), "missing {want:?} in {args}");
         }
+        cfg.tcg_cache_mib = Some(16);
+        let args = qemu_args(&cfg, Accel::Tcg, "", Path::new("/v.sock"), &fs, None).join(" ");
+        assert!(args.contains("-accel tcg,tb-size=16 -cpu max"), "{args}");
+        let args = qemu_args(&cfg, Accel::Kvm, "", Path::new("/v.sock"), &fs, None).join(" ");
+        assert!(
+            args.contains("-accel kvm -cpu host"),
+            "a KVM VM has no translation cache: {args}"
+        );
     }
 }

@@ -104,7 +104,7 @@ async fn boot_bare(
     accel: voidbox_shim::vm::qemu::Accel,
     s: &mut Series,
 ) -> Result<(), String> {
-    let mut args = machine_args(accel, 1, 512, kernel, BASE_CMDLINE);
+    let mut args = machine_args(accel, None, 1, 512, kernel, BASE_CMDLINE);
     args.extend([
         "-initrd".into(),
         initrd.display().to_string(),
