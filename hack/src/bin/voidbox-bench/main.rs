@@ -49,6 +49,7 @@ fn main() {
             "container",
             "delete",
             "memory",
+            "scaling",
             "dead-endpoint",
             "telemetry",
             "relay",
