@@ -48,6 +48,32 @@ pub fn test_backend() -> Box<dyn voidbox_shim::vm::Backend> {
     }
 }
 
+/// The shim's telemetry as a shim serving container `id` in `namespace`
+/// installs it (its VM named `id` too), exporting where this process's
+/// OTEL_* variables say; its log is discarded.
+pub fn install_telemetry(id: &str, namespace: &str) -> Result<voidbox_shim::otel::Telemetry, String> {
+    let identity = voidbox_shim::otel::Identity {
+        container_id: id.into(),
+        namespace: namespace.into(),
+        vm_id: id.into(),
+    };
+    voidbox_shim::otel::Telemetry::install(std::io::sink, false, &identity, host_config().otel)
+}
+
+/// The number a `/proc/PID/status` text gives for `key` ("VmRSS:" in kB,
+/// "Threads:", ...).
+pub fn status_field(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// `key` of a host process's `/proc/PID/status`; None if it is gone.
+pub fn proc_status_field(pid: impl std::fmt::Display, key: &str) -> Option<u64> {
+    status_field(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?, key)
+}
+
 /// Whether the test backend emulates the CPU (QEMU with TCG): only then is
 /// there a translation cache to size (`VOIDBOX_TCG_CACHE_MIB`).
 pub fn under_tcg() -> bool {

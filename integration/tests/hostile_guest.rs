@@ -15,12 +15,7 @@ use voidbox_integration::shim_client::{spec, ShimUnderTest};
 /// The shim's resident memory, KiB.
 fn rss_kib(shim: &ShimUnderTest) -> usize {
     let pid = shim.shim_processes()[0].split(':').next().unwrap().to_string();
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
+    voidbox_integration::proc_status_field(&pid, "VmRSS:").expect("the shim's VmRSS") as usize
 }
 
 /// `expected`: what the error may say (any one of them).

@@ -15,18 +15,7 @@ const CONTAINERS: usize = 50;
 const RSS_SLACK_KIB: u64 = 4 * 1024;
 
 fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .trim()
-                .strip_suffix(" kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no VmRSS for the shim ({pid})"))
+    voidbox_integration::proc_status_field(pid, "VmRSS:").unwrap_or_else(|| panic!("no VmRSS for the shim ({pid})"))
 }
 
 fn ended_members(spans: &[Span]) -> usize {

@@ -21,12 +21,7 @@ fn count(dir: &Path) -> usize {
 }
 
 fn status_kib(pid: i32, key: &str) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    voidbox_integration::proc_status_field(pid, key).unwrap_or(0) as usize
 }
 
 /// What could leak, by name.

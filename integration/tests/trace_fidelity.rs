@@ -15,7 +15,6 @@ use voidbox_api::otel::sample;
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::vm_config;
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::otel::{Identity, Telemetry};
 use voidbox_shim::sandbox::clock::Clock;
 use voidbox_shim::sandbox::relay::{self, RelayStats};
 use voidbox_shim::vm::MicroVm;
@@ -89,13 +88,7 @@ async fn a_guest_span_arrives_as_recorded() {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         format!("{}/v1/traces", receiver.endpoint()),
     );
-    let identity = Identity {
-        container_id: "fidelity".into(),
-        namespace: "test".into(),
-        vm_id: "f1de".into(),
-    };
-    let telemetry = Telemetry::install(std::io::sink, false, &identity, voidbox_integration::host_config().otel)
-        .expect("telemetry");
+    let telemetry = voidbox_integration::install_telemetry("fidelity", "test").expect("telemetry");
 
     let mut config = vm_config("fidelity");
     config.extra_cmdline.push("voidbox.trace=1".into());

@@ -8,7 +8,7 @@ use opentelemetry_sdk::trace::SpanData;
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::{leftovers, vm_config};
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::otel::{Identity, SpanSink, Telemetry};
+use voidbox_shim::otel::SpanSink;
 use voidbox_shim::sandbox::clock::Clock;
 use voidbox_shim::sandbox::relay::{self, RelayStats};
 use voidbox_shim::vm::{qemu::Qemu, MicroVm};
@@ -27,11 +27,7 @@ impl SpanSink for Collect {
 
 async fn vminitd_rss_kib(guest: &GuestClient) -> u64 {
     let (status, _) = guest.debug().read_file("/proc/1/status", 0).await.unwrap();
-    String::from_utf8_lossy(&status)
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
+    voidbox_integration::status_field(&String::from_utf8_lossy(&status), "VmRSS:").expect("VmRSS")
 }
 
 async fn flood(guest: &GuestClient, count: u64) -> Duration {
@@ -90,15 +86,7 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
         format!("{}/v1/metrics", otlp.endpoint()),
     );
-    let identity = Identity {
-        container_id: "flood".into(),
-        namespace: "test".into(),
-        vm_id: "f100d".into(),
-    };
-    let telemetry = Arc::new(
-        Telemetry::install(std::io::sink, false, &identity, voidbox_integration::host_config().otel)
-            .expect("telemetry"),
-    );
+    let telemetry = Arc::new(voidbox_integration::install_telemetry("flood", "test").expect("telemetry"));
     let sink = Arc::new(Collect::default());
     let stats = Arc::new(RelayStats::default());
     let relay = relay::start(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use voidbox_hack::stats::Samples;
 use voidbox_integration::otlp::Receiver;
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::otel::{GuestSink, Identity, Telemetry};
+use voidbox_shim::otel::GuestSink;
 use voidbox_shim::sandbox::clock::{now_ns, Clock};
 use voidbox_shim::sandbox::relay::{self, RelayStats};
 use voidbox_shim::vm::{GuestRoot, MicroVm, VmConfig};
@@ -161,12 +161,7 @@ pub async fn run(rounds: usize) -> Result<(), String> {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         format!("{}/v1/traces", receiver.endpoint()),
     );
-    let identity = Identity {
-        container_id: "bench-relay".into(),
-        namespace: "bench".into(),
-        vm_id: "bench-relay".into(),
-    };
-    let telemetry = Telemetry::install(std::io::sink, false, &identity, voidbox_integration::host_config().otel)?;
+    let telemetry = voidbox_integration::install_telemetry("bench-relay", "bench")?;
     let sink = telemetry.guest_sink().ok_or("tracing did not turn on")?;
     println!(
         "relay: guest spans to a local OTLP/HTTP receiver, through the shim's relay and exporter (test image)\n  \

@@ -111,14 +111,16 @@ impl Clock {
 
     /// Measures the offset again and keeps the sample.
     pub async fn remeasure(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
-        let sample = measure(guest, ROUNDS).await?;
-        self.keep(sample);
-        Ok(sample)
+        self.remeasure_with(guest, ROUNDS).await
     }
 
     /// A last, cheaper sample (teardown's): two exchanges, the better kept.
     pub async fn remeasure_once_more(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
-        let sample = measure(guest, 2).await?;
+        self.remeasure_with(guest, 2).await
+    }
+
+    async fn remeasure_with(&self, guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
+        let sample = measure(guest, rounds).await?;
         self.keep(sample);
         Ok(sample)
     }
