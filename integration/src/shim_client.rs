@@ -189,6 +189,14 @@ impl ShimUnderTest {
         self.shutdown(metadata).await;
     }
 
+    /// SIGKILL, Wait, Delete and Shutdown: a running container ended and
+    /// its shim gone, as containerd ends a container it is told to kill.
+    pub async fn kill_and_remove(&self) {
+        self.kill(9, &[]).await;
+        self.wait(&[]).await;
+        self.delete_and_shutdown(&[]).await;
+    }
+
     /// Shutdown, as containerd sends it when it is done with the shim.
     pub async fn shutdown(&self, metadata: &[(&str, &str)]) {
         let shutdown = ShutdownRequest {
@@ -238,6 +246,11 @@ impl ShimUnderTest {
         }
         ctx.metadata = md;
         ctx
+    }
+
+    /// The serving shim's pid, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.shim_processes().first()?.split(':').next()?.trim().parse().ok()
     }
 
     pub fn shim_processes(&self) -> Vec<String> {

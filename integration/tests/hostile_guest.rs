@@ -14,8 +14,8 @@ use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 /// The shim's resident memory, KiB.
 fn rss_kib(shim: &ShimUnderTest) -> usize {
-    let pid = shim.shim_processes()[0].split(':').next().unwrap().to_string();
-    voidbox_integration::proc_status_field(&pid, "VmRSS:").expect("the shim's VmRSS") as usize
+    let pid = shim.pid().expect("the shim runs");
+    voidbox_integration::proc_status_field(pid, "VmRSS:").expect("the shim's VmRSS") as usize
 }
 
 /// `expected`: what the error may say (any one of them).

@@ -107,8 +107,6 @@ async fn fifty_containers_in_one_pod_shim_leave_no_open_span_and_no_memory_behin
         CONTAINERS - 10
     );
 
-    shim.kill(9, &[]).await;
-    shim.wait(&[]).await;
-    shim.delete_and_shutdown(&[]).await;
+    shim.kill_and_remove().await;
     shim.assert_gone_clean(Duration::from_secs(10)).await;
 }

@@ -23,9 +23,7 @@ async fn the_translation_cache_setting_reaches_the_vmm() {
         // Hardware virtualization translates nothing: the setting does not apply.
         assert!(!vms[0].contains("tb-size"), "{}", vms[0]);
     }
-    shim.kill(9, &[]).await;
-    shim.wait(&[]).await;
-    shim.delete_and_shutdown(&[]).await;
+    shim.kill_and_remove().await;
     shim.assert_gone_clean(Duration::from_secs(10)).await;
 }
 

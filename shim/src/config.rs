@@ -60,24 +60,16 @@ impl HostConfig {
             Some("tcg") => Some(Accel::Tcg),
             Some(other) => return Err(format!("VOIDBOX_ACCEL={other:?}: use kvm or tcg")),
         };
-        let ready_timeout = match var("VOIDBOX_READY_TIMEOUT") {
-            None => None,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 => Some(Duration::from_secs(secs)),
-                _ => {
-                    return Err(format!(
-                        "VOIDBOX_READY_TIMEOUT={v:?}: a whole number of seconds, at least 1"
-                    ))
-                }
-            },
+        let whole = |name: &str, range: std::ops::RangeInclusive<u64>, what: &str| -> Result<Option<u64>, String> {
+            let Some(v) = var(name) else { return Ok(None) };
+            match v.trim().parse::<u64>() {
+                Ok(n) if range.contains(&n) => Ok(Some(n)),
+                _ => Err(format!("{name}={v:?}: a whole number of {what}")),
+            }
         };
-        let tcg_cache_mib = match var("VOIDBOX_TCG_CACHE_MIB") {
-            None => None,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(mib) if (1..=4096).contains(&mib) => Some(mib),
-                _ => return Err(format!("VOIDBOX_TCG_CACHE_MIB={v:?}: a whole number of MiB, 1 to 4096")),
-            },
-        };
+        let ready_timeout =
+            whole("VOIDBOX_READY_TIMEOUT", 1..=u64::MAX, "seconds, at least 1")?.map(Duration::from_secs);
+        let tcg_cache_mib = whole("VOIDBOX_TCG_CACHE_MIB", 1..=4096, "MiB, 1 to 4096")?.map(|n| n as u32);
         Ok(HostConfig {
             kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
             image: path("VOIDBOX_IMAGE", &Path::new(DATA_DIR).join("guest.erofs")),

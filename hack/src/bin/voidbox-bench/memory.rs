@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use voidbox_integration::otlp::Receiver;
+use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 use crate::container::DENSE_TCG_CACHE_MIB;
-use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 const CONTAINERS: usize = 8;
 const GOAL_MIB: f64 = 64.0;
@@ -149,22 +149,13 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
         );
     }
     for shim in &shims {
-        stop(shim).await;
+        shim.kill_and_remove().await;
     }
     Ok(())
 }
 
-pub(crate) async fn stop(shim: &ShimUnderTest) {
-    shim.kill(9, &[]).await;
-    shim.wait(&[]).await;
-    shim.delete_and_shutdown(&[]).await;
-}
-
 fn shim_pid(shim: &ShimUnderTest) -> Result<u32, String> {
-    shim.shim_processes()
-        .first()
-        .and_then(|p| p.split(':').next()?.trim().parse().ok())
-        .ok_or_else(|| "a shim without a process".to_string())
+    shim.pid().ok_or_else(|| "a shim without a process".to_string())
 }
 
 /// The host PSS of `shim`'s processes, KiB.
@@ -190,7 +181,7 @@ async fn balloon(env: &[(&str, &str)]) -> Result<(), String> {
     // Freed at about 13 s; the guest reports free pages every 2 s.
     tokio::time::sleep_until(at(25).into()).await;
     let after = pss_of(&shim)?;
-    stop(&shim).await;
+    shim.kill_and_remove().await;
     let back = (after as f64 - idle as f64) / idle as f64 * 100.0;
     println!(
         "  balloon: a container allocating and freeing 200 MiB: host PSS {:.1} MiB idle, {:.1} MiB holding it, \

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
-use crate::memory::{mib, pss_of, stop};
+use crate::memory::{mib, pss_of};
 
 const COUNTS: [usize; 3] = [1, 4, 8];
 
@@ -25,7 +25,7 @@ async fn round(n: usize) -> Result<(Duration, u64), String> {
         pss += pss_of(shim)?;
     }
     for shim in &shims {
-        stop(shim).await;
+        shim.kill_and_remove().await;
     }
     Ok((all_running, pss))
 }
