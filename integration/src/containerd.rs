@@ -287,13 +287,18 @@ impl Containerd {
         Events { child, lines }
     }
 
-    /// What this containerd's shims left: processes, mounts, VM state.
-    pub fn leftovers(&self) -> Vec<String> {
+    /// This containerd's running shims (`pid: command line`).
+    pub fn shim_processes(&self) -> Vec<String> {
         // Shims carry containerd's socket on their command line.
-        let mut left: Vec<String> = crate::processes_mentioning(&self.socket)
+        crate::processes_mentioning(&self.socket)
             .into_iter()
             .filter(|p| p.contains("containerd-shim"))
-            .collect();
+            .collect()
+    }
+
+    /// What this containerd's shims left: processes, mounts, VM state.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = self.shim_processes();
         left.extend(
             crate::leftovers(&self.vm_state_root())
                 .into_iter()

@@ -13,6 +13,18 @@ use voidbox_integration::otlp::{Receiver, Span};
 use voidbox_integration::trace_check::*;
 use voidbox_integration::trace_tree::Tree;
 
+/// Waits for the shim to exit: its span pipelines (its own, the guest's)
+/// flush side by side as it leaves, so the Container span can arrive before
+/// the guest's last batch; once the shim is gone, every export has been
+/// answered.
+async fn shim_flushed(ctd: &Containerd) {
+    assert!(
+        voidbox_integration::eventually(Duration::from_secs(15), || ctd.shim_processes().is_empty()).await,
+        "the shim exits: {:?}",
+        ctd.shim_processes()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
@@ -32,6 +44,7 @@ async fn ctr_run_on_containerd_1_6_gives_one_trace_rooted_at_the_shim() {
             .await,
         "the root span arrives when the shim exits"
     );
+    shim_flushed(&ctd).await;
     let spans = otlp.spans();
     let tree = Tree::new(&spans).waterfall(40);
     one_trace(&spans).unwrap_or_else(|e| panic!("{e}\n{tree}"));
@@ -95,6 +108,7 @@ async fn ctr_run_on_containerd_2_1_gives_one_trace_from_containerd_into_the_gues
             .await,
         "the shim's spans arrive when it exits"
     );
+    shim_flushed(&ctd).await;
     // Every span's parent arrives: containerd's come in its own batches.
     otlp.wait_for(Duration::from_secs(15), parented).await;
     tokio::task::spawn_blocking(move || drop(ctd)).await.unwrap();
