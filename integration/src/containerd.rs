@@ -188,14 +188,22 @@ impl Containerd {
         c
     }
 
-    /// The last lines of containerd's log, headed by its version.
+    /// The last lines of containerd's log, headed by its version, after
+    /// the last warnings and errors (a shim's among them) that came earlier.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
+        let (earlier, tail) = lines.split_at(lines.len().saturating_sub(40));
+        let problems: Vec<&str> = earlier
+            .iter()
+            .filter(|l| l.contains("level=warning") || l.contains("level=error"))
+            .copied()
+            .collect();
         format!(
-            "[{}]\n{}",
+            "[{}]\nearlier warnings and errors:\n{}\nlast lines:\n{}",
             self.version,
-            lines[lines.len().saturating_sub(40)..].join("\n")
+            problems[problems.len().saturating_sub(20)..].join("\n"),
+            tail.join("\n")
         )
     }
 }

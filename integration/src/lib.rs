@@ -13,7 +13,6 @@ pub mod fake_cni;
 pub mod image;
 pub mod otlp;
 pub mod prometheus;
-pub mod remote_write;
 pub mod shim_client;
 pub mod trace_check;
 pub mod trace_tree;

@@ -1,12 +1,6 @@
-//! A private Prometheus 3 (the unpacked Debian package in
-//! VOIDBOX_PROMETHEUS_DIR, fetched by hack/fetch-debs.sh) and the bits of
-//! its HTTP API the tests read; and the names Prometheus 3's OTLP receiver
-//! gives OTLP metrics.
-//!
-//! Debian builds Prometheus without its OTLP receiver (its changelog:
-//! "Disable OTLP Ingestion endpoint", until the Collector's libraries are
-//! packaged; `--web.enable-otlp-receiver` is an unknown flag there), so the
-//! naming is modelled here after Prometheus's rules instead of observed.
+//! A private Prometheus 3.5.3 with its OTLP receiver on (built from
+//! Debian's source by hack/build-prometheus.sh, in VOIDBOX_PROMETHEUS_DIR)
+//! and the bits of its HTTP API the tests read.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,7 +42,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address={addr}"))
-            .arg("--web.enable-remote-write-receiver")
+            .arg("--web.enable-otlp-receiver")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -91,25 +85,10 @@ impl Prometheus {
         Ok((status, body.to_string()))
     }
 
-    /// Writes `request` through the remote-write receiver.
-    pub async fn remote_write(&self, request: &crate::remote_write::WriteRequest) -> Result<(), String> {
-        let body = crate::remote_write::encode(request);
-        let mut conn = TcpStream::connect(&self.addr).await.map_err(|e| e.to_string())?;
-        let head = format!(
-            "POST /api/v1/write HTTP/1.0\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
-             Content-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        conn.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-        conn.write_all(&body).await.map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        conn.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
-        let answer = String::from_utf8_lossy(&answer);
-        match answer.split(' ').nth(1) {
-            Some("204") | Some("200") => Ok(()),
-            _ => Err(format!("remote write: {answer}")),
-        }
+    /// Where an OTLP/HTTP exporter sends metrics to this Prometheus
+    /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
+    pub fn otlp_metrics_endpoint(&self) -> String {
+        format!("http://{}/api/v1/otlp/v1/metrics", self.addr)
     }
 
     /// An API call's `data`, or the error Prometheus gave.
@@ -130,6 +109,22 @@ impl Prometheus {
             return Err(format!("{expr}: result type {}", data["resultType"]));
         }
         Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The label names of metric `name`'s series, `__name__` left out.
+    pub async fn label_names(&self, name: &str) -> Vec<String> {
+        let path = format!("/api/v1/series?match[]={}", urlencode(name));
+        let data = self.api(&path).await.unwrap_or_default();
+        let mut out: Vec<String> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s.as_object().into_iter().flatten().map(|(k, _)| k.clone()))
+            .filter(|k| k != "__name__")
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The metric names Prometheus has.
@@ -159,87 +154,4 @@ pub fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// The series names Prometheus 3's OTLP receiver makes of an OTLP metric,
-/// with its default translation (UnderscoreEscapingWithSuffixes): each run
-/// of characters other than letters and digits becomes one `_`; the unit,
-/// without `{annotations}`, is spelled out and appended unless the name
-/// holds it already (`1` only for gauges, as `ratio`); counters (monotonic
-/// sums) end in `_total`; a histogram is `_bucket`, `_sum` and `_count`.
-pub fn otlp_series_names(name: &str, unit: &str, kind: &str, monotonic: bool) -> Vec<String> {
-    let tokens: Vec<&str> = name
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut out = tokens.join("_");
-    let unit = match unit.split('{').next().unwrap_or_default() {
-        "By" => "bytes",
-        "s" => "seconds",
-        "ms" => "milliseconds",
-        "%" => "percent",
-        "1" if kind == "gauge" => "ratio",
-        _ => "",
-    };
-    if !unit.is_empty() && !tokens.contains(&unit) {
-        out = format!("{out}_{unit}");
-    }
-    match kind {
-        "sum" if monotonic => vec![format!("{out}_total")],
-        "histogram" => ["bucket", "sum", "count"]
-            .iter()
-            .map(|s| format!("{out}_{s}"))
-            .collect(),
-        _ => vec![out],
-    }
-}
-
-/// A label name as Prometheus makes it of an attribute key.
-pub fn otlp_label_name(key: &str) -> String {
-    let name: String = key
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("key_{name}")
-    } else {
-        name
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The examples of Prometheus's and OpenTelemetry's compatibility docs.
-    #[test]
-    fn names_as_prometheus_makes_them() {
-        assert_eq!(
-            otlp_series_names("http.server.duration", "s", "histogram", false)[0],
-            "http_server_duration_seconds_bucket"
-        );
-        assert_eq!(
-            otlp_series_names("system.memory.usage", "By", "gauge", false),
-            ["system_memory_usage_bytes"]
-        );
-        assert_eq!(
-            otlp_series_names("process.cpu.time", "s", "sum", true),
-            ["process_cpu_time_seconds_total"]
-        );
-        assert_eq!(
-            otlp_series_names("system.cpu.utilization", "1", "gauge", false),
-            ["system_cpu_utilization_ratio"]
-        );
-        assert_eq!(otlp_series_names("vms.live", "{vm}", "sum", false), ["vms_live"]);
-        assert_eq!(
-            otlp_series_names("spans.dropped", "{span}", "sum", true),
-            ["spans_dropped_total"]
-        );
-        assert_eq!(
-            otlp_series_names("request.duration_seconds", "s", "gauge", false),
-            ["request_duration_seconds"]
-        );
-        assert_eq!(otlp_label_name("rpc.method"), "rpc_method");
-        assert_eq!(otlp_label_name("2xx.count"), "key_2xx_count");
-    }
 }

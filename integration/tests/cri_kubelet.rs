@@ -114,7 +114,9 @@ async fn kubelet_calls(v: ContainerdVersion) {
 
     // Removing the pod frees its volumes: the host can unmount and remove them.
     sh(&mut cri, &app, "echo in-memory > /tmpfs/file").await;
-    cri.stop_pod_sandbox(&sandbox).await.unwrap();
+    cri.stop_pod_sandbox(&sandbox)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", ctd.log_tail()));
     cri.remove_pod_sandbox(&sandbox).await.unwrap();
     // Not lazily: a mount the pod still held would make it busy.
     run("umount", &[&tmpfs.to_string_lossy()]);

@@ -1,25 +1,19 @@
 //! The Grafana dashboard's queries (docs/observability/grafana/
 //! voidbox-dashboard.json) in Prometheus 3.5.3, on the metrics a running
-//! shim really exports.
+//! shim pushes to it over OTLP.
 //!
-//! Debian's Prometheus 3.5.3 has no OTLP receiver (compiled out; see
-//! voidbox_integration::prometheus), so the shim cannot push to it here.
-//! What runs instead: that Prometheus loads the playground's prometheus.yml
-//! and evaluates every query; a real shim, VM and container export to the
-//! test's OTLP receiver (decoded with opentelemetry-proto); every metric and
-//! label name the queries use must be one Prometheus 3's OTLP receiver makes
-//! of those (by its rules, modelled in voidbox_integration::prometheus);
-//! the points go into Prometheus through its remote-write receiver as those
-//! series, and every query must answer for the running container.
+//! Prometheus loads the playground's prometheus.yml (its `otlp` section
+//! included) and receives a real shim's metrics on its OTLP receiver
+//! (`/api/v1/otlp/v1/metrics`); every metric and label name the queries read
+//! must arrive, and every query must answer for the running container.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_shim_protos::api::KillRequest;
-use voidbox_integration::otlp::{Point, Receiver};
-use voidbox_integration::prometheus::{otlp_label_name, Prometheus};
-use voidbox_integration::remote_write;
+use voidbox_integration::otlp::Receiver;
+use voidbox_integration::prometheus::Prometheus;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 
 fn docs() -> PathBuf {
@@ -76,31 +70,16 @@ fn names_in(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (metrics, labels)
 }
 
-/// `prometheus.yml`'s `otlp.promote_resource_attributes`.
-fn promoted_attributes() -> Vec<String> {
-    let text = std::fs::read_to_string(docs().join("prometheus.yml")).unwrap();
-    let config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    config["otlp"]["promote_resource_attributes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The series Prometheus would hold for `points`, each with its label names.
-fn series_of(points: &[Point]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let promoted = promoted_attributes().into_iter().map(|a| otlp_label_name(&a));
-    let from_resource = ["job", "instance"].map(String::from).into_iter().chain(promoted);
-    for p in points {
-        for name in voidbox_integration::prometheus::otlp_series_names(&p.name, &p.unit, p.kind, p.monotonic) {
-            let labels = out.entry(name.clone()).or_default();
-            labels.extend(p.attributes.keys().map(|k| otlp_label_name(k)));
-            labels.extend(from_resource.clone());
-            if name.ends_with("_bucket") {
-                labels.insert("le".into());
-            }
+/// What of `wanted` (metric -> label names) Prometheus lacks.
+async fn missing(prometheus: &Prometheus, wanted: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (metric, labels) in wanted {
+        let has = prometheus.label_names(metric).await;
+        if has.is_empty() {
+            out.push(format!("{metric}: no such series"));
+        }
+        for l in labels.iter().filter(|l| !has.is_empty() && !has.contains(*l)) {
+            out.push(format!("{metric}: no label {l} (it has {has:?})"));
         }
     }
     out
@@ -183,9 +162,11 @@ async fn every_dashboard_query_answers_for_a_running_container() {
         }
     }
     let prometheus = Prometheus::start("dashboard", &docs().join("prometheus.yml")).await;
+    // Spans to the test's receiver: the shim's metric and span pipelines
+    // both run, as they do for a user.
     let otlp = Receiver::start("127.0.0.1:0").await.unwrap();
-    let metrics = format!("{}/v1/metrics", otlp.endpoint());
     let traces = format!("{}/v1/traces", otlp.endpoint());
+    let metrics = prometheus.otlp_metrics_endpoint();
     let shim = ShimUnderTest::start_with_env(
         "promdash",
         &spec(&["sleep", "300"]),
@@ -199,42 +180,24 @@ async fn every_dashboard_query_answers_for_a_running_container() {
     .await;
     shim.create_and_start(&[]).await;
     let id = shim.id.clone();
-    // Until every name the dashboard reads has arrived, or 30 s; then 2 s
-    // more, so that rates have samples to work with.
-    let all_arrived = otlp
-        .wait_for_points(Duration::from_secs(30), |p| {
-            let series = series_of(p);
-            wanted.keys().all(|m| series.contains_key(m))
-        })
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let points = otlp.points();
-    let series = series_of(&points);
-
-    let mut problems = Vec::new();
-    for (metric, labels) in &wanted {
-        match series.get(metric) {
-            None => problems.push(format!("{metric}: no such series")),
-            Some(has) => {
-                for l in labels.iter().filter(|l| !has.contains(*l)) {
-                    problems.push(format!("{metric}: no label {l} (it has {has:?})"));
-                }
-            }
-        }
+    // Until every name the dashboard reads is in Prometheus, or 30 s; then
+    // 2 s more, so that rates have samples to work with.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut problems = missing(&prometheus, &wanted).await;
+    while !problems.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        problems = missing(&prometheus, &wanted).await;
     }
     assert!(
-        all_arrived && problems.is_empty(),
-        "the dashboard reads what the shim does not export:\n  {}\nseries from the shim: {:?}",
+        problems.is_empty(),
+        "the dashboard reads what did not arrive in Prometheus:\n  {}\nmetrics in Prometheus: {:?}\nPrometheus log:\n{}",
         problems.join("\n  "),
-        series.keys().collect::<Vec<_>>()
+        prometheus.metric_names().await,
+        prometheus.log()
     );
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // The same points in Prometheus, as its OTLP receiver would store them;
-    // then each panel's query, as Grafana sends it.
-    let promoted = promoted_attributes();
-    let promoted: Vec<&str> = promoted.iter().map(String::as_str).collect();
-    let request = remote_write::series(&points, &promoted);
-    prometheus.remote_write(&request).await.unwrap();
+    // Each panel's query, as Grafana sends it.
     let mut failed = Vec::new();
     let mut answers = Vec::new();
     for (title, expr) in &queries {
@@ -254,6 +217,21 @@ async fn every_dashboard_query_answers_for_a_running_container() {
         }
     }
     let live = prometheus.query("sum(voidbox_vms_live)").await.unwrap();
+    // What docs/observability.md says prometheus.yml promotes: on every series.
+    let promoted = ["container_id", "voidbox_namespace", "voidbox_vm_id"].map(String::from);
+    let mut unpromoted = Vec::new();
+    for name in prometheus
+        .metric_names()
+        .await
+        .iter()
+        .filter(|n| n.starts_with("voidbox_"))
+    {
+        let has = prometheus.label_names(name).await;
+        let lacking: Vec<&String> = promoted.iter().filter(|l| !has.contains(*l)).collect();
+        if !lacking.is_empty() {
+            unpromoted.push(format!("{name} lacks {lacking:?}"));
+        }
+    }
     let kill = KillRequest {
         id: id.clone(),
         signal: 9,
@@ -271,13 +249,17 @@ async fn every_dashboard_query_answers_for_a_running_container() {
         failed.join("\n  "),
         prometheus.log()
     );
+    assert!(
+        unpromoted.is_empty(),
+        "promoted attributes missing:\n  {}",
+        unpromoted.join("\n  ")
+    );
     // One container, one VM.
     assert_eq!(value(&live[0]), 1.0, "{live:?}");
     println!(
-        "{} dashboard queries, {} metric names, all answered for container {id} ({} series written):\n  {}",
+        "{} dashboard queries, {} metric names, all answered for container {id} (pushed over OTLP):\n  {}",
         queries.len(),
         wanted.len(),
-        request.timeseries.len(),
         answers.join("\n  ")
     );
 }
