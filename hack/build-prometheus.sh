@@ -32,12 +32,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/papt.sh"
 
 dir=$cache/clients/prometheus-otlp-$(upstream "$PIN")
+# When sid moved past the pin, a note names the version built instead.
+note=$cache/clients/prometheus-otlp-$PIN.fallback
 [[ -x $dir/usr/bin/prometheus ]] && { echo "$dir"; exit 0; }
+[[ -f $note && -x $(< "$note")/usr/bin/prometheus ]] && { cat "$note"; exit 0; }
 lock
 [[ -x $dir/usr/bin/prometheus ]] && { echo "$dir"; exit 0; }
 apt_update
 ver=$(pick_version golang-github-prometheus-prometheus-dev "$PIN")
-[[ $ver == "$PIN" ]] || die "sid no longer has Prometheus $PIN (it has $ver); otlp-receiver.patch is for $PIN"
+dir=$cache/clients/prometheus-otlp-$(upstream "$ver")
 make_work
 
 # The Go toolchain and the libraries Prometheus, the Collector's pdata and
@@ -57,14 +60,19 @@ for deb in "$work"/*.deb; do
 done
 rm -f "$work"/*.deb
 
-orig=prometheus_$(upstream "$PIN")+ds1.orig.tar.xz
-fetch_source_file prometheus "$PIN" "$orig"
 src=$work/root/usr/share/gocode/src/github.com/prometheus/prometheus
-tar -xJf "$work/$orig" -C "$work" --wildcards '*/storage/remote/otlptranslator/*'
-cp -r "$work"/prometheus-*/storage/remote/otlptranslator "$src/storage/remote/"
-find "$src/storage/remote/otlptranslator" -name '*_test.go' -delete
-patch -d "$src" -p1 --forward --quiet < "$here/prometheus/otlp-receiver.patch" >&2 ||
-    die "otlp-receiver.patch does not apply to $PIN"
+if grep -q NewOTLPWriteHandler "$src/storage/remote/write_handler.go"; then
+    log "Debian's $ver has the OTLP receiver: built as it is"
+else
+    # The release tarball (Debian's orig: the version without its revision).
+    orig=prometheus_${ver%-*}.orig.tar.xz
+    fetch_source_file prometheus "$ver" "$orig"
+    tar -xJf "$work/$orig" -C "$work" --wildcards '*/storage/remote/otlptranslator/*'
+    cp -r "$work"/prometheus-*/storage/remote/otlptranslator "$src/storage/remote/"
+    find "$src/storage/remote/otlptranslator" -name '*_test.go' -delete
+    patch -d "$src" -p1 --forward --quiet < "$here/prometheus/otlp-receiver.patch" >&2 ||
+        die "otlp-receiver.patch (written for $PIN) does not apply to sid's $ver"
+fi
 
 goroot=$(echo "$work"/root/usr/lib/go-1.*)
 [[ -x $goroot/bin/go ]] || die "no Go toolchain unpacked"
@@ -76,11 +84,13 @@ version=github.com/prometheus/common/version
     cd "$src"
     GOROOT=$goroot GOPATH=$work/root/usr/share/gocode GO111MODULE=off GOFLAGS= GOTOOLCHAIN=local \
         GOCACHE=$work/cache CGO_ENABLED=0 "$goroot/bin/go" build -trimpath -tags remove_all_sd \
-        -ldflags "-s -w -X $version.Version=$(upstream "$PIN") -X $version.Revision=debian-$PIN+otlp \
+        -ldflags "-s -w -X $version.Version=$(upstream "$ver") -X $version.Revision=debian-$ver+otlp \
             -X $version.Branch=debian -X $version.BuildUser=voidbox" \
         -o "$dir.tmp/usr/bin/prometheus" ./cmd/prometheus >&2
 ) || die "building Prometheus failed (output above)"
 "$dir.tmp/usr/bin/prometheus" --help 2>&1 | grep -q web.enable-otlp-receiver ||
     die "the built Prometheus has no --web.enable-otlp-receiver"
+rm -rf "$dir"
 mv "$dir.tmp" "$dir"
+[[ $ver == "$PIN" ]] || echo "$dir" > "$note"
 echo "$dir"

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use voidbox_hack::stats::{ms, ratio, Samples};
 use voidbox_shim::config::HostConfig;
 use voidbox_shim::guest::GuestClient;
-use voidbox_shim::vm::qemu::{machine_args, Qemu, BASE_CMDLINE, QEMU};
+use voidbox_shim::vm::qemu::{accel_cmdline, machine_args, Qemu, BASE_CMDLINE, QEMU};
 use voidbox_shim::vm::{Backend, GuestRoot, MicroVm, VmConfig};
 
 const MARKER: &str = "VOIDBOX-BARE-INIT uptime_ns=";
@@ -104,7 +104,10 @@ async fn boot_bare(
     accel: voidbox_shim::vm::qemu::Accel,
     s: &mut Series,
 ) -> Result<(), String> {
-    let mut args = machine_args(accel, None, 1, 512, kernel, BASE_CMDLINE);
+    // The kernel parameters voidbox's QEMU VMs get for the accelerator, so
+    // that the difference is voidbox's own work.
+    let cmdline = format!("{BASE_CMDLINE}{}", accel_cmdline(accel));
+    let mut args = machine_args(accel, None, 1, 512, kernel, &cmdline);
     args.extend([
         "-initrd".into(),
         initrd.display().to_string(),
