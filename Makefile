@@ -139,7 +139,7 @@ jaeger-gantt:
 install: deps kernel guest-bins
 	hack/vmm-user.sh
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
-	$(WITH_ASSETS) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
+	$(WITH_RELEASE) sh -c 'install -D -m 0755 target/release/containerd-shim-voidbox-v2 $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2 && \
 		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \
 		install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
 		install -D -m 0644 "$$VOIDBOX_RELEASE_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \

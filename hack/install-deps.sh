@@ -2,9 +2,9 @@
 # Installs what voidbox needs on Debian 12: the apt packages that are missing,
 # the system user `voidbox` VMMs run as, and vhost-device-vsock (cargo install, cached under $VOIDBOX_CACHE). Then
 # fetches into that cache, without installing them, the guest's crun 1.21,
-# the newer clients containerd 2.1 and Docker 28 (hack/fetch-debs.sh), the
-# OTLP backend Prometheus 3.5, built from Debian's source with its OTLP
-# receiver (hack/build-prometheus.sh), and mermaid-cli (hack/fetch-mermaid.sh).
+# the newer clients containerd 2.1 and Docker 28 (hack/fetch-debs.sh) and
+# mermaid-cli (hack/fetch-mermaid.sh). Prometheus, which only the tests use,
+# is built on their first run (hack/with-assets.sh, hack/build-prometheus.sh).
 # A second run finds everything present and installs nothing.
 # Prints only the vhost-device-vsock path on stdout (hack/with-assets.sh reads it).
 set -euo pipefail
@@ -25,7 +25,7 @@ packages=(
     cpio erofs-utils
     # the guest's crun 1.21, built from trixie's source (hack/fetch-debs.sh crun)
     gperf pkg-config libyajl-dev libseccomp-dev libcap-dev
-    # Prometheus with its OTLP receiver (hack/build-prometheus.sh)
+    # the tests' Prometheus with its OTLP receiver (hack/build-prometheus.sh)
     patch
     # tests and tools
     iproute2 procps
@@ -70,7 +70,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/fetch-debs.sh" crun >/dev/null
 "$here/fetch-debs.sh" client containerd >/dev/null
 "$here/fetch-debs.sh" client docker >/dev/null
-"$here/build-prometheus.sh" >/dev/null
 "$here/fetch-mermaid.sh" >/dev/null
 
 echo "$vsock"

@@ -5,7 +5,8 @@
 #   VOIDBOX_VHOST_VSOCK,
 #   VOIDBOX_CONTAINERD2_DIR (unpacked containerd 2.1: usr/bin/containerd, ctr)
 #   VOIDBOX_DOCKER_DIR (unpacked Docker 28: usr/sbin/dockerd, usr/bin/docker),
-#   VOIDBOX_PROMETHEUS_DIR (Prometheus 3.5 with its OTLP receiver: usr/bin/prometheus)
+#   VOIDBOX_PROMETHEUS_DIR (Prometheus 3.5 with its OTLP receiver: usr/bin/prometheus;
+#   not with --release)
 #   and VOIDBOX_MMDC (mermaid-cli's mmdc)
 #
 # VOIDBOX_IMAGE is the test image: its vminitd (vminitd-debug, built with the
@@ -38,8 +39,13 @@ VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
 # install-deps.sh has fetched these already: here they are only looked up.
 VOIDBOX_CONTAINERD2_DIR=$("$top/hack/fetch-debs.sh" client containerd)
 VOIDBOX_DOCKER_DIR=$("$top/hack/fetch-debs.sh" client docker)
-VOIDBOX_PROMETHEUS_DIR=$("$top/hack/build-prometheus.sh")
+# Only the tests use Prometheus: the demo and the bench (--release) do not
+# wait for its first build (about 3 minutes).
+if [[ -z $release ]]; then
+    VOIDBOX_PROMETHEUS_DIR=$("$top/hack/build-prometheus.sh")
+    export VOIDBOX_PROMETHEUS_DIR
+fi
 VOIDBOX_MMDC=$("$top/hack/fetch-mermaid.sh")
 export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_TEST_IMAGE VOIDBOX_BARE_INITRD \
-    VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR VOIDBOX_PROMETHEUS_DIR VOIDBOX_MMDC
+    VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR VOIDBOX_MMDC
 exec "$@"
