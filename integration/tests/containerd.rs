@@ -249,10 +249,13 @@ fn pause_and_resume(v: ContainerdVersion) {
 
     ok(&ctd.ctr(&["task", "resume", "pause1"]), &ctd);
     assert!(task_status(&ctd, "pause1").contains("RUNNING"));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let resumed = Instant::now();
+    let deadline = resumed + Duration::from_secs(10);
+    // Each read with when it returned: a stall on the host shows as a gap.
     let mut seen = Vec::new();
     while read() <= frozen && Instant::now() < deadline {
-        seen.push(std::fs::read_to_string(&bundle).unwrap_or_else(|e| e.to_string()));
+        let text = std::fs::read_to_string(&bundle).unwrap_or_else(|e| e.to_string());
+        seen.push(format!("{:?} at {} ms", text, resumed.elapsed().as_millis()));
         std::thread::sleep(Duration::from_millis(100));
     }
     let state = ctd.ctr(&["task", "ps", "pause1"]);
