@@ -31,16 +31,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/papt.sh
 . "$here/papt.sh"
 
-dir=$cache/clients/prometheus-otlp-$(upstream "$PIN")
-# When sid moved past the pin, a note names the version built instead.
-note=$cache/clients/prometheus-otlp-$PIN.fallback
-[[ -x $dir/usr/bin/prometheus ]] && { echo "$dir"; exit 0; }
-[[ -f $note && -x $(< "$note")/usr/bin/prometheus ]] && { cat "$note"; exit 0; }
+cached prometheus-otlp "$PIN" usr/bin/prometheus && exit 0
 lock
-[[ -x $dir/usr/bin/prometheus ]] && { echo "$dir"; exit 0; }
+cached prometheus-otlp "$PIN" usr/bin/prometheus && exit 0
 apt_update
 ver=$(pick_version golang-github-prometheus-prometheus-dev "$PIN")
-dir=$cache/clients/prometheus-otlp-$(upstream "$ver")
+dir=$(client_dir prometheus-otlp "$ver")
 make_work
 
 # The Go toolchain and the libraries Prometheus, the Collector's pdata and
@@ -92,5 +88,5 @@ version=github.com/prometheus/common/version
     die "the built Prometheus has no --web.enable-otlp-receiver"
 rm -rf "$dir"
 mv "$dir.tmp" "$dir"
-[[ $ver == "$PIN" ]] || echo "$dir" > "$note"
+remember_fallback prometheus-otlp "$PIN" "$ver" "$dir"
 echo "$dir"

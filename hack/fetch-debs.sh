@@ -29,15 +29,9 @@ client() {
     docker) pkgs=(docker.io docker-cli) pin=28.5.2+dfsg4-5 ;;
     *) die "unknown client $name (containerd or docker)" ;;
     esac
-    local dir=$cache/clients/$name-$(upstream "$pin")
-    # When sid dropped the pin, a note names the version fetched instead,
-    # so later runs need no apt-get update to find it.
-    local note=$cache/clients/$name-$pin.fallback
-    [[ -d $dir ]] && { echo "$dir"; return; }
-    [[ -f $note && -d $(< "$note") ]] && { cat "$note"; return; }
-
+    cached "$name" "$pin" . && return
     lock
-    [[ -d $dir ]] && { echo "$dir"; return; }
+    cached "$name" "$pin" . && return
     apt_update
     local pkg want=() ver
     for pkg in "${pkgs[@]}"; do
@@ -45,7 +39,8 @@ client() {
         want+=("$pkg=$ver")
     done
     ver=${want[0]#*=}
-    [[ $ver == "$pin" ]] || dir=$cache/clients/$name-$(upstream "$ver")
+    local dir
+    dir=$(client_dir "$name" "$ver")
     if [[ ! -d $dir ]]; then
         local deb
         make_work
@@ -58,7 +53,7 @@ client() {
         done
         mv "$dir.tmp" "$dir"
     fi
-    [[ $ver == "$pin" ]] || echo "$dir" > "$note"
+    remember_fallback "$name" "$pin" "$ver" "$dir"
     echo "$dir"
 }
 

@@ -100,6 +100,26 @@ lock() {
 # Upstream part of a Debian version: 1:2.1.9+ds1-5 -> 2.1.9.
 upstream() { local v=${1#*:}; v=${v%-*}; echo "${v%%+*}"; }
 
+# A client pinned at version PIN goes to $cache/clients/NAME-UPSTREAM. When
+# sid moved past the pin, a note names the directory of the version used
+# instead, so later runs find it without an apt-get update.
+client_dir() { echo "$cache/clients/$1-$(upstream "$2")"; }
+fallback_note() { echo "$cache/clients/$1-$2.fallback"; }
+
+# cached NAME PIN FILE: prints NAME's directory if FILE is in it (the
+# pinned version's, or the fallback's the note names).
+cached() {
+    local dir note
+    dir=$(client_dir "$1" "$2")
+    note=$(fallback_note "$1" "$2")
+    [[ -e $dir/$3 ]] && { echo "$dir"; return 0; }
+    [[ -f $note && -e $(< "$note")/$3 ]] && { cat "$note"; return 0; }
+    return 1
+}
+
+# remember_fallback NAME PIN VERSION DIR: the note, when VERSION is not PIN.
+remember_fallback() { [[ $3 == "$2" ]] || echo "$4" > "$(fallback_note "$1" "$2")"; }
+
 # The version to fetch of $1: $2 while sid has it, else sid's candidate.
 pick_version() {
     local pkg=$1 pin=$2 cand

@@ -2,6 +2,7 @@
 //! Debian's source by hack/build-prometheus.sh, in VOIDBOX_PROMETHEUS_DIR)
 //! and the bits of its HTTP API the tests read.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -111,20 +112,24 @@ impl Prometheus {
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
-    /// The label names of metric `name`'s series, `__name__` left out.
-    pub async fn label_names(&self, name: &str) -> Vec<String> {
-        let path = format!("/api/v1/series?match[]={}", urlencode(name));
-        let data = self.api(&path).await.unwrap_or_default();
-        let mut out: Vec<String> = data
+    /// Every `voidbox_*` metric and the label names its series carry
+    /// (`__name__` left out), from one series listing.
+    pub async fn voidbox_labels(&self) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+        let path = format!("/api/v1/series?match[]={}", urlencode("{__name__=~\"voidbox_.+\"}"));
+        let data = self.api(&path).await?;
+        let series = data
             .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|s| s.as_object().into_iter().flatten().map(|(k, _)| k.clone()))
-            .filter(|k| k != "__name__")
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+            .ok_or_else(|| format!("GET {path}: not a list: {data}"))?;
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for labels in series.iter().filter_map(|s| s.as_object()) {
+            let Some(name) = labels.get("__name__").and_then(|n| n.as_str()) else {
+                return Err(format!("GET {path}: a series without __name__: {labels:?}"));
+            };
+            out.entry(name.to_string())
+                .or_default()
+                .extend(labels.keys().filter(|k| *k != "__name__").cloned());
+        }
+        Ok(out)
     }
 
     /// The metric names Prometheus has.
