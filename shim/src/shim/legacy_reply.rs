@@ -40,18 +40,15 @@ pub fn task_v3_json(address: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn fake_containerd(version_line: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "voidbox-fake-ctd-{}-{}",
-            std::process::id(),
-            version_line.len()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("containerd");
+    /// A directory with a `containerd` that prints `version_line`; it
+    /// goes when dropped.
+    fn fake_containerd(version_line: &str) -> tempfile::TempDir {
+        let dir = tempfile::Builder::new().prefix("voidbox-fake-ctd-").tempdir().unwrap();
+        let bin = dir.path().join("containerd");
         std::fs::write(&bin, format!("#!/bin/sh\necho '{version_line}'\n")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        bin
+        dir
     }
 
     #[test]
@@ -60,6 +57,7 @@ mod tests {
         let v17 = fake_containerd(
             "containerd github.com/containerd/containerd v1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da",
         );
+        let (v2, v17) = (v2.path().join("containerd"), v17.path().join("containerd"));
         let v2 = v2.to_str().unwrap();
         assert_eq!(choose(true, v2), LegacyReply::TaskV3Json);
         assert_eq!(choose(true, v17.to_str().unwrap()), LegacyReply::Address);

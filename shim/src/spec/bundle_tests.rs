@@ -2,10 +2,10 @@
 
 use super::*;
 
-fn bundle_with(config: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("voidbox-bundle-{}-{}", std::process::id(), config.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), config).unwrap();
+/// A bundle directory holding `config`, removed when dropped.
+fn bundle_with(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("voidbox-bundle-").tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), config).unwrap();
     dir
 }
 
@@ -24,15 +24,15 @@ fn spec_with(extra: &str) -> String {
 #[test]
 fn invalid_json_is_named() {
     let dir = bundle_with("{\"ociVersion\": ");
-    let msg = Bundle::load(&dir).err().unwrap().to_string();
+    let msg = Bundle::load(dir.path()).err().unwrap().to_string();
     assert!(msg.starts_with("invalid config.json in"), "{msg}");
 }
 
 #[test]
 fn labels_go_and_binds_come_through_the_share() {
-    let b = Bundle::load(&bundle_with(&spec_with(
+    let b = Bundle::load(bundle_with(&spec_with(
         r#","hooks":{"createRuntime":[{"path":"/usr/local/bin/nerdctl"}]},"linux":{"mountLabel":"x"},"mounts":[{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/data","type":"bind","source":"/srv","options":["rbind","ro"]}]"#,
-    )))
+    )).path())
     .unwrap();
     let mut seen = Vec::new();
     let g: Value = serde_json::from_slice(
@@ -56,9 +56,9 @@ fn labels_go_and_binds_come_through_the_share() {
 #[test]
 fn the_guest_spec_has_its_own_cgroup2() {
     // As ctr writes it on a cgroup v1 host: a v1-style mount, no cgroup namespace.
-    let b = Bundle::load(&bundle_with(&spec_with(
+    let b = Bundle::load(bundle_with(&spec_with(
         r#","linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"},{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro","nosuid"]}]"#,
-    )))
+    )).path())
     .unwrap();
     let g: Value = serde_json::from_slice(&b.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(g["linux"]["namespaces"][2], serde_json::json!({"type": "cgroup"}));
@@ -76,9 +76,9 @@ fn the_guest_spec_has_its_own_cgroup2() {
     );
 
     // No cgroup mount at all: one is added, read-only, after /sys.
-    let b = Bundle::load(&bundle_with(&spec_with(
+    let b = Bundle::load(bundle_with(&spec_with(
         r#","linux":{"namespaces":[{"type":"cgroup"}]},"mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs"}]"#,
-    )))
+    )).path())
     .unwrap();
     let g: Value = serde_json::from_slice(&b.guest_spec("c", |_, _| unreachable!()).unwrap()).unwrap();
     assert_eq!(
@@ -93,9 +93,9 @@ fn the_guest_spec_has_its_own_cgroup2() {
 
 #[test]
 fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
-    let b = Bundle::load(&bundle_with(&spec_with(
+    let b = Bundle::load(bundle_with(&spec_with(
         r#","linux":{"namespaces":[{"type":"network","path":"/var/run/netns/cni-1"},{"type":"pid"},{"type":"ipc"}],"sysctl":{"net.ipv4.ip_unprivileged_port_start":"0","kernel.shm_rmid_forced":"1"}}"#,
-    )))
+    )).path())
     .unwrap();
     assert_eq!(
         b.pod_net_sysctls().into_iter().collect::<Vec<_>>(),
@@ -106,9 +106,12 @@ fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
     assert_eq!(g["linux"]["sysctl"], serde_json::json!({"kernel.shm_rmid_forced": "1"}));
     // A container on its own keeps its network namespace, and its sysctls.
     let g: Value = serde_json::from_slice(
-        &Bundle::load(&bundle_with(&spec_with(
-            r#","linux":{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
-        )))
+        &Bundle::load(
+            bundle_with(&spec_with(
+                r#","linux":{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#,
+            ))
+            .path(),
+        )
         .unwrap()
         .guest_spec("c", |_, _| unreachable!())
         .unwrap(),
@@ -119,16 +122,16 @@ fn a_pods_network_sysctls_are_the_pods_not_its_containers() {
 
 #[test]
 fn fields_the_guest_cannot_honour_are_refused_by_name() {
-    let b = Bundle::load(&bundle_with(&spec_with(r#","linux":{"intelRdt":{"closID":"gold"}}"#))).unwrap();
+    let b = Bundle::load(bundle_with(&spec_with(r#","linux":{"intelRdt":{"closID":"gold"}}"#)).path()).unwrap();
     let msg = b.check().unwrap_err().to_string();
     assert!(msg.contains("linux.intelRdt cannot be honoured in a VM"), "{msg}");
 }
 
 #[test]
 fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
-    let sandbox = Bundle::load(&bundle_with(&spec_with(
+    let sandbox = Bundle::load(bundle_with(&spec_with(
         r#","linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/var/run/netns/cni-1"},{"type":"ipc"}]}"#,
-    )))
+    )).path())
     .unwrap();
     assert_eq!(sandbox.netns_path(), Some(PathBuf::from("/var/run/netns/cni-1")));
     let sandbox = as_role(sandbox, Role::Sandbox);
@@ -140,9 +143,9 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
     let msg = as_role(sandbox, Role::Standalone).check().unwrap_err().to_string();
     assert!(msg.contains("joining a host namespace is impossible"), "{msg}");
 
-    let member = Bundle::load(&bundle_with(&spec_with(
+    let member = Bundle::load(bundle_with(&spec_with(
         r#","linux":{"namespaces":[{"type":"network","path":"/proc/7/ns/net"},{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"}]}"#,
-    )))
+    )).path())
     .unwrap();
     let role = Role::Member { sandbox_id: "p".into() };
     let member = as_role(member, role.clone());
@@ -151,9 +154,12 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
         g["linux"]["namespaces"],
         serde_json::json!([{"type":"ipc","path":"/proc/7/ns/ipc"},{"type":"mount"},{"type":"cgroup"}])
     );
-    let host = Bundle::load(&bundle_with(&spec_with(
-        r#","linux":{"namespaces":[{"type":"ipc","path":"/var/run/ipc/x"}]}"#,
-    )))
+    let host = Bundle::load(
+        bundle_with(&spec_with(
+            r#","linux":{"namespaces":[{"type":"ipc","path":"/var/run/ipc/x"}]}"#,
+        ))
+        .path(),
+    )
     .unwrap();
     assert!(as_role(host, role).check().is_err());
 
@@ -168,12 +174,13 @@ fn pods_use_the_vm_network_and_the_sandbox_namespaces() {
         ),
     ] {
         let spec = spec_with(&format!(r#","linux":{{"namespaces":{namespaces}}}"#));
-        let b = as_role(Bundle::load(&bundle_with(&spec)).unwrap(), Role::Sandbox);
+        let b = as_role(Bundle::load(bundle_with(&spec).path()).unwrap(), Role::Sandbox);
         let msg = b.check().unwrap_err().to_string();
         assert!(msg.contains(&format!("a pod with {field} cannot run in a VM")), "{msg}");
     }
 
-    let host_network = Bundle::load(&bundle_with(&spec_with(r#","linux":{"namespaces":[{"type":"pid"}]}"#))).unwrap();
+    let host_network =
+        Bundle::load(bundle_with(&spec_with(r#","linux":{"namespaces":[{"type":"pid"}]}"#)).path()).unwrap();
     let msg = as_role(host_network, Role::Sandbox).check().unwrap_err().to_string();
     assert!(msg.contains("hostNetwork"), "{msg}");
 }

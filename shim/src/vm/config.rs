@@ -237,15 +237,18 @@ fn check_root(root: &GuestRoot) -> Result<(), VmError> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("voidbox-config-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A scratch directory, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("voidbox-config-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn missing_kernel_names_the_fix() {
-        let dir = scratch("kernel");
+        let scratch = scratch("kernel");
+        let dir = scratch.path().to_path_buf();
         let cfg = VmConfig::new("t", dir.join("nope"), GuestRoot::Erofs(dir.join("img")), dir.clone());
         let msg = cfg.validate().unwrap_err().to_string();
         assert!(
@@ -256,7 +259,8 @@ mod tests {
 
     #[test]
     fn bad_image_and_long_socket_paths_are_refused() {
-        let dir = scratch("image");
+        let scratch = scratch("image");
+        let dir = scratch.path().to_path_buf();
         let kernel = dir.join("vmlinux");
         std::fs::write(&kernel, b"\x7fELFrest").unwrap();
         let junk = dir.join("junk");
