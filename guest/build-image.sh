@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest root filesystem: vminitd as /init, crun (1.21, built from
-# Debian trixie's source by hack/fetch-debs.sh, or $VOIDBOX_CRUN) with exactly
-# the shared libraries it loads, and the mount points vminitd uses.
+# Debian trixie's source by hack/fetch-debs.sh, static; or $VOIDBOX_CRUN, with
+# exactly the shared libraries it loads), and the mount points vminitd uses.
 # Both forms are produced from one staging tree: an erofs image (the default
 # root, attached as /dev/vda) and an uncompressed initramfs (for comparison).
 #
@@ -30,9 +30,10 @@ uuid=6f696476-786f-4200-8000-766f6964626f
 die() { echo "build-image: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null || die "$1 missing; run 'make deps' (apt-get install $2)"; }
 
-# The shared objects a dynamic binary loads, as absolute paths.
+# The shared objects a dynamic binary loads, as absolute paths (none for a
+# static one).
 libs_of() {
-    ldd "$1" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u
+    { ldd "$1" 2>/dev/null || true; } | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | sort -u
 }
 
 # Fills directory $1 with the guest tree.

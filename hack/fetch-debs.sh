@@ -58,14 +58,16 @@ client() {
 }
 
 build_crun() {
-    local out=$cache/crun-$CRUN_VERSION/crun
+    # Static: every exec of a dynamic crun (create, start, exec, kill...)
+    # costs the guest ~40 ms of ld.so under TCG (docs/performance.md).
+    local out=$cache/crun-$CRUN_VERSION-static/crun
     [[ -x $out ]] && { echo "$out"; return; }
     local tool
     for tool in gcc make gperf pkg-config; do
         command -v "$tool" >/dev/null || die "$tool missing; run 'make deps'"
     done
-    pkg-config --exists libseccomp libcap yajl ||
-        die "crun's build libraries missing; run 'make deps' (libseccomp-dev libcap-dev libyajl-dev)"
+    pkg-config --exists libseccomp libcap ||
+        die "crun's build libraries missing; run 'make deps' (libseccomp-dev libcap-dev)"
 
     lock
     [[ -x $out ]] && { echo "$out"; return; }
@@ -80,15 +82,19 @@ build_crun() {
     tar -xzf "$work/$orig" -C "$work"
     (
         cd "$work/crun-$CRUN_VERSION"
-        ./configure --disable-systemd --enable-static --disable-shared >&2
-        make -j"$(nproc)" >&2
+        # yajl is crun's own copy: Debian's static one is libyajl_s.a, which
+        # -lyajl does not find. No dlopen'ed handlers (krun, wasm) in the guest.
+        ./configure --disable-systemd --enable-static --disable-shared \
+            --enable-embedded-yajl --disable-dl --disable-criu >&2
+        make -j"$(nproc)" LDFLAGS=-all-static >&2
     ) || die "building crun $CRUN_VERSION failed (output above)"
     local built=$work/crun-$CRUN_VERSION/crun
     [[ $("$built" --version) == "crun version $CRUN_VERSION"$'\n'* ]] ||
         die "built crun does not say version $CRUN_VERSION"
+    readelf -lW "$built" | grep -q INTERP && die "built crun is not static"
     rm -rf "$(dirname "$out").tmp"
     mkdir -p "$(dirname "$out").tmp"
-    install -m 0755 "$built" "$(dirname "$out").tmp/crun"
+    install -s -m 0755 "$built" "$(dirname "$out").tmp/crun"
     mv "$(dirname "$out").tmp" "$(dirname "$out")"
     echo "$out"
 }

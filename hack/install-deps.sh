@@ -23,8 +23,8 @@ packages=(
     linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils make gcc
     # guest image
     cpio erofs-utils
-    # the guest's crun 1.21, built from trixie's source (hack/fetch-debs.sh crun)
-    gperf pkg-config libyajl-dev libseccomp-dev libcap-dev
+    # the guest's crun 1.21, built static from trixie's source (hack/fetch-debs.sh crun)
+    gperf pkg-config libseccomp-dev libcap-dev
     # the tests' Prometheus with its OTLP receiver (hack/build-prometheus.sh)
     patch
     # tests and tools
