@@ -70,6 +70,15 @@ impl BootClock {
         out
     }
 
+    /// Records a step that began at `start` (CLOCK_BOOTTIME) and ends now:
+    /// for one that awaits.
+    pub fn step_since(&self, name: &'static str, start: u64) {
+        self.steps
+            .lock()
+            .expect("steps lock")
+            .push((name, start, since_kernel_start_ns()));
+    }
+
     pub fn steps(&self) -> Vec<(&'static str, u64, u64)> {
         self.steps.lock().expect("steps lock").clone()
     }

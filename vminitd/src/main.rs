@@ -43,18 +43,19 @@ fn main() {
     // A test image's deliberately wrong clock, before any span is timed.
     #[cfg(feature = "debug-rpcs")]
     test_clock::apply(&cmdline);
-    let spans = trace::init(&cmdline);
+    let spans = clock.step("guest.tracing", || trace::init(&cmdline));
 
     if let Err(e) = setup(&clock) {
         error!("guest setup failed: {e}");
         power::halt_now();
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match clock.step("guest.runtime", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }) {
         Ok(rt) => rt,
         Err(e) => {
             error!("cannot start the async runtime: {e}");
@@ -74,6 +75,7 @@ fn setup(clock: &BootClock) -> Result<(), error::Error> {
 }
 
 async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<Arc<trace::SpanBuffer>>) {
+    let begun = boot::since_kernel_start_ns();
     let reaper = reaper::Reaper::start();
     let port = cmdline.ttrpc_port();
     let (power_tx, mut power_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -101,6 +103,7 @@ async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<A
         error!("cannot start the TTRPC server: {e}");
         return;
     }
+    clock.step_since("guest.services", begun);
     clock.mark_serving();
     info!(
         "vminitd {} serving TTRPC to host port {port}",
