@@ -14,7 +14,8 @@ fragment=$here/kernel.fragment
 [[ -f $tarball ]] || { echo "build-kernel: $tarball missing; run 'make deps' (apt-get install linux-source-6.1)" >&2; exit 1; }
 
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-key=$( { echo "$src_version"; cat "$fragment" "$0"; } | sha256sum | cut -c1-16)
+initmem_patch=$here/kernel-keep-initmem.patch
+key=$( { echo "$src_version"; cat "$fragment" "$initmem_patch" "$0"; } | sha256sum | cut -c1-16)
 out=$cache/kernel-$key
 if [[ -f $out/vmlinux ]]; then
     echo "$out/vmlinux"
@@ -50,6 +51,12 @@ grep -qF "$poison_old" mm/page_alloc.c || {
 }
 sed -i "s|$poison_old|$poison_new|" mm/page_alloc.c
 grep -qF "$poison_new" mm/page_alloc.c
+
+# The init sections are kept, not freed (the patch says why).
+patch -p1 --quiet --forward < "$initmem_patch" >&2 || {
+    echo "build-kernel: $initmem_patch does not apply to linux-source $src_version" >&2
+    exit 1
+}
 
 # Fixed build identity so the same inputs give the same vmlinux.
 export KBUILD_BUILD_TIMESTAMP="1970-01-01" KBUILD_BUILD_USER=voidbox KBUILD_BUILD_HOST=voidbox

@@ -10,6 +10,13 @@ use super::VmError;
 pub const MAX_UNIX_PATH: usize = 107;
 /// virtio-fs tags are at most 36 bytes.
 const MAX_TAG: usize = 36;
+
+/// Kernel argument of every guest, either backend. A kernel that boots with
+/// one CPU otherwise rewrites the LOCK prefix of each atomic instruction
+/// (about 4,000) one `text_poke` at a time, each switching page tables
+/// twice: under TCG 40 ms of a 380 ms boot (docs/performance.md). With the
+/// prefixes left, atomics on one CPU cost what they cost on several.
+pub const NO_UP_PATCHING: &str = "noreplace-smp";
 const EROFS_MAGIC: [u8; 4] = 0xE0F5_E1E2u32.to_le_bytes();
 const EROFS_SUPER_OFFSET: usize = 1024;
 
@@ -137,6 +144,7 @@ impl VmConfig {
             // run) blocks until an idle VM gathers entropy, which can take
             // minutes under emulation.
             "random.trust_cpu=on".to_string(),
+            NO_UP_PATCHING.to_string(),
             format!("voidbox.port={}", voidbox_api::TTRPC_PORT),
         ];
         args.extend(self.extra_cmdline.iter().cloned());
@@ -243,6 +251,13 @@ mod tests {
             .prefix(&format!("voidbox-config-{name}-"))
             .tempdir()
             .unwrap()
+    }
+
+    #[test]
+    fn every_guest_keeps_its_lock_prefixes() {
+        let cfg = VmConfig::new("t", "k".into(), GuestRoot::Erofs("i".into()), "/s".into());
+        let cmdline = cfg.common_cmdline();
+        assert!(cmdline.split(' ').any(|w| w == "noreplace-smp"), "{cmdline}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod qemu;
 pub mod select;
 mod tsc;
 
-pub use config::{GuestRoot, Share, VmConfig, VmNetwork, MAX_UNIX_PATH};
+pub use config::{GuestRoot, Share, VmConfig, VmNetwork, MAX_UNIX_PATH, NO_UP_PATCHING};
 pub use confine::{Confinement, RunsAs};
 pub use error::VmError;
 pub use exit::VmExit;

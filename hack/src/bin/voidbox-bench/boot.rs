@@ -16,6 +16,7 @@ use voidbox_hack::stats::{ms, ratio, Samples};
 use voidbox_shim::config::HostConfig;
 use voidbox_shim::guest::GuestClient;
 use voidbox_shim::vm::qemu::{accel_cmdline, machine_args, Qemu, BASE_CMDLINE, QEMU};
+use voidbox_shim::vm::NO_UP_PATCHING;
 use voidbox_shim::vm::{Backend, GuestRoot, MicroVm, VmConfig};
 
 const MARKER: &str = "VOIDBOX-BARE-INIT uptime_ns=";
@@ -106,7 +107,7 @@ async fn boot_bare(
 ) -> Result<(), String> {
     // The kernel parameters voidbox's QEMU VMs get for the accelerator, so
     // that the difference is voidbox's own work.
-    let cmdline = format!("{BASE_CMDLINE}{}", accel_cmdline(accel));
+    let cmdline = format!("{BASE_CMDLINE}{} {NO_UP_PATCHING}", accel_cmdline(accel));
     let mut args = machine_args(accel, None, 1, 512, kernel, &cmdline);
     args.extend([
         "-initrd".into(),
