@@ -48,8 +48,11 @@ fn command_line_has_every_device() {
 }
 
 #[test]
-fn tcg_guests_skip_the_apic_timer_calibration() {
-    assert!(accel_cmdline(Accel::Tcg).ends_with(" noapictimer"));
+fn tcg_guests_skip_the_apic_timer_calibration_and_the_timer_check() {
+    let words: Vec<String> = accel_cmdline(Accel::Tcg).split(' ').map(String::from).collect();
+    for w in ["noapictimer", "no_timer_check"] {
+        assert!(words.iter().any(|x| x == w), "{w} missing from {words:?}");
+    }
     assert_eq!(
         accel_cmdline(Accel::Kvm),
         "",
