@@ -9,7 +9,7 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -125,7 +125,7 @@ pub fn start(flags: &Flags, host: Result<HostConfig, String>) -> Result<(), Stri
     let address = format!("unix://{}", socket.display());
 
     if socket.exists() {
-        if UnixStream::connect(&socket).is_ok() {
+        if super::liveness::serves(&socket) {
             // The pod's shim, or this task's if containerd retries start.
             std::fs::write("address", &address).map_err(|e| format!("write address file: {e}"))?;
             return reply(&start, &address);

@@ -40,12 +40,11 @@ pub fn delete(flags: &Flags, host: &HostConfig) -> Result<(), String> {
     // A server that died (or never served) leaves its socket behind; a
     // pod's shim that still serves keeps it.
     let socket = super::bootstrap::default_socket(flags, host, &group);
-    match std::os::unix::net::UnixStream::connect(&socket) {
-        Err(_) => {
-            let _ = std::fs::remove_file(&socket);
-        }
+    if super::liveness::serves(&socket) {
         // containerd logs what `delete` writes to stderr as a warning.
-        Ok(_) => eprintln!("{} still answers: kept", socket.display()),
+        eprintln!("{} still answers: kept", socket.display());
+    } else {
+        let _ = std::fs::remove_file(&socket);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

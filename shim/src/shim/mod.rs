@@ -7,6 +7,7 @@
 mod bootstrap;
 mod delete;
 mod legacy_reply;
+mod liveness;
 mod logging;
 mod serve;
 
