@@ -63,10 +63,7 @@ impl BootClock {
     pub fn step<T>(&self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let start = since_kernel_start_ns();
         let out = f();
-        self.steps
-            .lock()
-            .expect("steps lock")
-            .push((name, start, since_kernel_start_ns()));
+        self.step_since(name, start);
         out
     }
 
