@@ -14,8 +14,9 @@ fragment=$here/kernel.fragment
 [[ -f $tarball ]] || { echo "build-kernel: $tarball missing; run 'make deps' (apt-get install linux-source-6.1)" >&2; exit 1; }
 
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1)
-initmem_patch=$here/kernel-keep-initmem.patch
-key=$( { echo "$src_version"; cat "$fragment" "$initmem_patch" "$0"; } | sha256sum | cut -c1-16)
+# voidbox's changes to the kernel source, each a patch that says why.
+patches=("$here"/kernel-*.patch)
+key=$( { echo "$src_version"; cat "$fragment" "${patches[@]}" "$0"; } | sha256sum | cut -c1-16)
 out=$cache/kernel-$key
 if [[ -f $out/vmlinux ]]; then
     echo "$out/vmlinux"
@@ -38,25 +39,12 @@ echo "build-kernel: building linux-source $src_version (key $key) in $build" >&2
 tar -C "$build" -xf "$tarball" --strip-components=1
 cd "$build"
 
-# Freed boot memory (init sections, the initrd, alignment gaps: about 4 MiB)
-# is poisoned page by page. The kernel's memset there compiles to a byte-wise
-# `rep stosb`, which TCG emulates one byte per iteration: about 250 ms of a
-# 850 ms boot. The same poison written 8 bytes at a time (`rep stosq`)
-# costs an eighth of that (docs/performance.md).
-poison_old='			memset(direct_map_addr, poison, PAGE_SIZE);'
-poison_new='			memset64(direct_map_addr, 0x0101010101010101ULL * (u8)poison, PAGE_SIZE / 8);'
-grep -qF "$poison_old" mm/page_alloc.c || {
-    echo "build-kernel: mm/page_alloc.c has no '$poison_old' to patch" >&2
-    exit 1
-}
-sed -i "s|$poison_old|$poison_new|" mm/page_alloc.c
-grep -qF "$poison_new" mm/page_alloc.c
-
-# The init sections are kept, not freed (the patch says why).
-patch -p1 --quiet --forward < "$initmem_patch" >&2 || {
-    echo "build-kernel: $initmem_patch does not apply to linux-source $src_version" >&2
-    exit 1
-}
+for p in "${patches[@]}"; do
+    patch -p1 --quiet --forward < "$p" >&2 || {
+        echo "build-kernel: $p does not apply to linux-source $src_version" >&2
+        exit 1
+    }
+done
 
 # Fixed build identity so the same inputs give the same vmlinux.
 export KBUILD_BUILD_TIMESTAMP="1970-01-01" KBUILD_BUILD_USER=voidbox KBUILD_BUILD_HOST=voidbox

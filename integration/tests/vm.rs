@@ -27,6 +27,18 @@ async fn boots_and_answers_system_info_over_vsock() {
     let backend = format!("voidbox.backend={}", test_backend().name());
     assert!(info.cmdline.contains(&backend), "cmdline {}", info.cmdline);
     assert_eq!(info.cpus, 1);
+    // The root disk's readahead, as the backend set it up: the first fault in
+    // a guest binary reads the whole of it in a few requests.
+    let (ra, _) = guest
+        .debug()
+        .read_file("/sys/block/vda/queue/read_ahead_kb", 0)
+        .await
+        .expect("read the root disk's readahead");
+    assert_eq!(
+        String::from_utf8_lossy(&ra).trim(),
+        test_backend().root_readahead_kib().to_string(),
+        "the root disk's readahead (KiB)"
+    );
     let boot = info.boot.as_ref().expect("boot times");
     assert!(boot.init_start_ns > 0, "init start {boot:?}");
     assert!(boot.ready_ns >= boot.init_start_ns, "ready before init: {boot:?}");

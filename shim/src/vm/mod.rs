@@ -55,6 +55,13 @@ pub trait Backend: Send + Sync {
         self.confinement(config).iter().map(|c| c.program).collect()
     }
 
+    /// The readahead the guest kernel gives the root disk, in KiB: twice the
+    /// optimal I/O size the backend's disk reports, and the kernel's 128 KiB
+    /// when it reports none.
+    fn root_readahead_kib(&self) -> u32 {
+        128
+    }
+
     /// Starts the VMM (and any helpers) for a validated `config`.
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError>;
 }

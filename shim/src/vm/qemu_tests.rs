@@ -28,6 +28,7 @@ fn command_line_has_every_device() {
         "memory-backend-memfd,id=mem,size=256M,share=on",
         "-kernel /k/vmlinux -append console=ttyS0",
         "file=/k/guest.erofs,format=raw,if=none,readonly=on",
+        "virtio-blk-device,drive=root,opt_io_size=4194304",
         "vhost-user-vsock-device,chardev=vsock",
         "virtio-rng-device,rng=rng",
         "vhost-user-fs-device,chardev=fs0,tag=rootfs",
