@@ -137,7 +137,8 @@ impl Sandbox {
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);
-            let booted = boot::boot(backend, config, clock.clone(), boot_span, boot_attrs).await;
+            let traced_guest = obs.spans.is_some();
+            let booted = boot::boot(backend, config, clock.clone(), boot_span, boot_attrs, traced_guest).await;
             let configured = match (&booted, &network) {
                 (Ok((_, guest)), Some(net)) => traced(info_span!("NetworkConfigure"), net.configure_guest(guest)).await,
                 _ => Ok(()),
