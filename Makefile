@@ -75,7 +75,8 @@ test: deps kernel guest-bins image-verify lint
 test-libkrun:
 	@if why=$$(target/debug/voidbox-vm --check-kvm); then \
 		VOIDBOX_TEST_BACKEND=libkrun $(WITH_ASSETS) $(CARGO) test -p voidbox-integration \
-			--test vm --test containerd --test containerd_io --test docker --test task_v3 \
+			--test vm --test containerd --test containerd_io --test containerd_bad_input \
+			--test docker --test task_v3 \
 			--test tracing --test tracing_containerd --test pod_churn --test confinement \
 			--test pod_network --test cri_pod --test cri_kubelet; \
 	else \

@@ -1,6 +1,6 @@
 //! What a container sees of its VM and where its output goes, through real
-//! containerds and ctr: its own cgroup2 with its limits, and containerd's
-//! log URIs (`file://`, `binary://`) handled as its runc shim handles them.
+//! containerds and ctr: host directories shared in, its own cgroup2 with its
+//! limits, and containerd's log URIs (`file://`, `binary://`) handled as its runc shim handles them.
 
 use std::path::Path;
 use std::time::Duration;
@@ -153,7 +153,53 @@ fn binary_log_uri_feeds_a_logging_program(v: ContainerdVersion) {
     ctd.assert_clean();
 }
 
+fn host_directories_are_shared_into_the_vm_read_write_or_read_only(v: ContainerdVersion) {
+    let ctd = Containerd::start_on(v, "volume", &[]);
+    let data = ctd.dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in"), "from the host\n").unwrap();
+    let rw = format!("type=bind,src={},dst=/data,options=rbind:rw", data.display());
+    let out = ctd
+        .run_command(
+            "vol-rw",
+            &["--mount", &rw],
+            &["sh", "-c", "cat /data/in && echo from-vm > /data/out"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out, &ctd), "from the host\n");
+    assert_eq!(std::fs::read_to_string(data.join("out")).unwrap(), "from-vm\n");
+    let ro = format!("type=bind,src={},dst=/data,options=rbind:ro", data.display());
+    let out = ctd
+        .run_command("vol-ro", &["--mount", &ro], &["sh", "-c", "echo x > /data/out"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a read-only volume refused the write");
+    assert!(
+        text(&out.stdout).contains("Read-only file system") || text(&out.stderr).contains("Read-only"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let missing = format!(
+        "type=bind,src={},dst=/data,options=rbind",
+        ctd.dir.join("nope").display()
+    );
+    let out = ctd
+        .run_command("vol-missing", &["--mount", &missing], &["true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("volume") && text(&out.stderr).contains("nope"),
+        "{}",
+        text(&out.stderr)
+    );
+    ctd.assert_clean();
+}
+
 on_each_containerd!(
+    host_directories_are_shared_into_the_vm_read_write_or_read_only,
     a_container_sees_its_own_cgroup2_and_memory_limit,
     file_log_uri_appends_both_streams,
     binary_log_uri_feeds_a_logging_program,
