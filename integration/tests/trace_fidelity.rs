@@ -106,6 +106,7 @@ async fn a_guest_span_arrives_as_recorded() {
         telemetry.guest_sink().expect("tracing is on"),
         stats.clone(),
         Vec::new(),
+        opentelemetry::Context::new(),
     );
 
     let (trace_id, span_id) = guest.debug().sample().await.expect("Debug.Sample");

@@ -95,6 +95,7 @@ async fn a_span_flood_is_bounded_counted_and_never_blocks() {
         sink.clone(),
         stats.clone(),
         vec![opentelemetry::KeyValue::new("container.id", "flood")],
+        opentelemetry::Context::new(),
     );
     let streaming =
         voidbox_integration::eventually(Duration::from_secs(10), || sink.0.lock().unwrap().len() >= CAPACITY).await;

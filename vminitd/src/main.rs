@@ -85,13 +85,12 @@ async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<A
     let on_connect = Arc::new(move || ready_clock.mark_ready());
     let boot_spans = Arc::new(trace::BootSpans::new(clock.clone()));
     let telemetry_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let system =
-        services::system::SystemService::new(clock.clone(), cmdline, power_tx, boot_spans, telemetry_streams.clone());
+    let system = services::system::SystemService::new(clock.clone(), cmdline, power_tx, telemetry_streams.clone());
     let telemetry = telemetry::TelemetryService {
         streams: telemetry_streams,
     };
     let tasks = tasks::TaskService::new(reaper);
-    let traces = trace::TraceService::new(spans, closing);
+    let traces = trace::TraceService::new(spans, boot_spans, closing);
     let server = ttrpc::r#async::Server::new()
         .add_listener(vsock::dial_listener(port, on_connect))
         .register_service(voidbox_api::system_ttrpc::create_system(Arc::new(system)))

@@ -41,9 +41,15 @@ pub struct GuestClient {
 /// A context carrying the current span, so the guest's spans are its
 /// children. The bound is the host's (`call`), so the guest gets none.
 pub(super) fn ctx() -> context::Context {
+    ctx_under(&tracing_opentelemetry::OpenTelemetrySpanExt::context(
+        &tracing::Span::current(),
+    ))
+}
+
+/// A context carrying `parent` instead of the current span.
+fn ctx_under(parent: &opentelemetry::Context) -> context::Context {
     let mut ctx = context::with_duration(Duration::ZERO);
-    let current = tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current());
-    voidbox_api::otel::propagation::inject(&current, &mut ctx.metadata);
+    voidbox_api::otel::propagation::inject(parent, &mut ctx.metadata);
     ctx
 }
 
@@ -209,9 +215,18 @@ impl GuestClient {
     // Traces and Telemetry: streams that last as long as the VM.
 
     /// The guest's spans, batch by batch.
-    pub async fn span_stream(&self) -> Result<ClientStreamReceiver<SpanBatch>, GuestError> {
+    /// The guest's spans; it sends its boot's as children of `parent`.
+    pub async fn span_stream(
+        &self,
+        parent: &opentelemetry::Context,
+    ) -> Result<ClientStreamReceiver<SpanBatch>, GuestError> {
         let req = traces::StreamRequest::new();
-        call("Traces.Stream", Some(SHORT), self.traces.stream(ctx(), &req)).await
+        call(
+            "Traces.Stream",
+            Some(SHORT),
+            self.traces.stream(ctx_under(parent), &req),
+        )
+        .await
     }
 
     /// The guest's telemetry samples, one per `req.interval_ms`.

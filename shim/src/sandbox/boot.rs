@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
-use tracing::{info, info_span, warn, Span};
+use tracing::{info, info_span, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::clock::{Clock, Sample};
@@ -17,15 +17,13 @@ use crate::vm::{Backend, MicroVm, VmConfig, VmError};
 /// How often the clock offset is measured again while the VM runs.
 const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
-/// VMSpawn, WaitForReady, then the guest clock set from the host's. A
-/// `traced` guest then sends its boot as spans under `span`.
+/// VMSpawn, WaitForReady, then the guest clock set from the host's.
 pub(super) async fn boot(
     backend: &dyn Backend,
     config: VmConfig,
     clock: Arc<Clock>,
     span: Span,
     attrs: Vec<KeyValue>,
-    traced_guest: bool,
 ) -> Result<(Arc<MicroVm>, GuestClient)> {
     let m = metrics::get();
     let phase = |name: &'static str, since: Instant| {
@@ -77,14 +75,6 @@ pub(super) async fn boot(
     span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
     if !set_time {
         span.set_attribute("clock.set", false);
-    }
-    // Info under the boot span: the guest answers with its boot as spans.
-    // An untraced guest has none to send, and the call would only cost the
-    // start (about 8 ms of the emulated guest's time under TCG).
-    if traced_guest {
-        if let Err(e) = guest.info().await {
-            warn!("guest info: {e}");
-        }
     }
     info!(
         offset_ns = after.offset_ns,

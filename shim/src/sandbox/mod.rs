@@ -21,6 +21,7 @@ use std::time::Duration;
 use opentelemetry::KeyValue;
 use tokio::task::JoinHandle;
 use tracing::{info_span, warn};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use self::clock::Clock;
 use self::podnet::{PodNet, PodNetSpec};
@@ -137,8 +138,7 @@ impl Sandbox {
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);
-            let traced_guest = obs.spans.is_some();
-            let booted = boot::boot(backend, config, clock.clone(), boot_span, boot_attrs, traced_guest).await;
+            let booted = boot::boot(backend, config, clock.clone(), boot_span.clone(), boot_attrs).await;
             let configured = match (&booted, &network) {
                 (Ok((_, guest)), Some(net)) => traced(info_span!("NetworkConfigure"), net.configure_guest(guest)).await,
                 _ => Ok(()),
@@ -179,13 +179,15 @@ impl Sandbox {
             tasks: Mutex::new(vec![tokio::spawn(mux.clone().serve(vm.clone()))]),
         });
         if let Some(sink) = &obs.spans {
-            // Spans the guest made before this point wait in its buffer.
+            // Spans the guest made before this point wait in its buffer. The
+            // stream opens under the boot span: the guest's boot goes there.
             *sandbox.relay.lock().expect("relay lock") = Some(relay::start(
                 guest.clone(),
                 clock.clone(),
                 sink.clone(),
                 sandbox.relay_stats.clone(),
                 attrs.clone(),
+                boot_span.context(),
             ));
         }
         let mut tasks = sandbox.tasks.lock().expect("tasks lock");

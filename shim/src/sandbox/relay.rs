@@ -39,16 +39,18 @@ pub struct RelayStats {
 }
 
 /// Streams the guest's spans until the guest ends the stream. `attrs`
-/// label the relayed, dropped and rejected counters.
+/// label the relayed, dropped and rejected counters; the stream is opened
+/// under `parent`, where the guest puts its boot spans.
 pub fn start(
     guest: GuestClient,
     clock: Arc<Clock>,
     sink: GuestSink,
     stats: Arc<RelayStats>,
     attrs: Vec<KeyValue>,
+    parent: opentelemetry::Context,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut stream = match guest.span_stream().await {
+        let mut stream = match guest.span_stream(&parent).await {
             Ok(s) => s,
             Err(e) => return warn!("guest span stream: {e}"),
         };

@@ -14,13 +14,11 @@ use crate::boot::{self, BootClock};
 use crate::cmdline::Cmdline;
 use crate::error::Error;
 use crate::services::handler::handle;
-use crate::trace::{self, BootSpans};
 
 pub struct SystemService {
     clock: Arc<BootClock>,
     cmdline: Cmdline,
     power: mpsc::Sender<()>,
-    boot_spans: Arc<BootSpans>,
     telemetry_streams: Arc<AtomicU64>,
 }
 
@@ -29,14 +27,12 @@ impl SystemService {
         clock: Arc<BootClock>,
         cmdline: Cmdline,
         power: mpsc::Sender<()>,
-        boot_spans: Arc<BootSpans>,
         telemetry_streams: Arc<AtomicU64>,
     ) -> Self {
         SystemService {
             clock,
             cmdline,
             power,
-            boot_spans,
             telemetry_streams,
         }
     }
@@ -51,8 +47,6 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> Error {
 impl System for SystemService {
     async fn info(&self, ctx: &TtrpcContext, _req: InfoRequest) -> ttrpc::Result<InfoResponse> {
         handle(ctx, Span::none(), async {
-            // The first traced Info makes the boot spans, children of the host's.
-            self.boot_spans.emit_once(&trace::parent(ctx));
             let uts = nix::sys::utsname::uname().map_err(sys("uname"))?;
             let sysinfo = nix::sys::sysinfo::sysinfo().map_err(sys("sysinfo"))?;
             let boot = BootTimes {

@@ -1,7 +1,8 @@
 //! The guest's boot as spans: kernel start to /init (from the kernel's own
 //! clock), vminitd's setup with its steps, and the wait for the host. They
-//! are made once, when the host first asks with a trace context, so they are
-//! children of the host's boot span and land on the wall clock the host set.
+//! are made once, when the host opens the span stream with a trace context
+//! (its boot span's), so they are children of the host's boot span and land
+//! on the wall clock the host set.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

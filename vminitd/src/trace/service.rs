@@ -9,7 +9,7 @@ use ttrpc::r#async::{ServerStreamSender, TtrpcContext};
 use voidbox_api::traces::*;
 use voidbox_api::traces_ttrpc::Traces;
 
-use super::SpanBuffer;
+use super::{BootSpans, SpanBuffer};
 use crate::services::handler::handle;
 
 /// Spans per message at most (the host takes up to 512): a backlog drains
@@ -24,14 +24,16 @@ const LINGER: Duration = Duration::from_millis(50);
 
 pub struct TraceService {
     buffer: Option<Arc<SpanBuffer>>,
+    boot: Arc<BootSpans>,
     closing: watch::Receiver<bool>,
 }
 
 impl TraceService {
     /// `closing` turns true when the guest powers off: streams then send
-    /// what is buffered and end.
-    pub fn new(buffer: Option<Arc<SpanBuffer>>, closing: watch::Receiver<bool>) -> Self {
-        TraceService { buffer, closing }
+    /// what is buffered and end. The first stream opened with a trace
+    /// context makes the guest's `boot` spans, children of that context.
+    pub fn new(buffer: Option<Arc<SpanBuffer>>, boot: Arc<BootSpans>, closing: watch::Receiver<bool>) -> Self {
+        TraceService { buffer, boot, closing }
     }
 }
 
@@ -43,6 +45,11 @@ impl Traces for TraceService {
         _req: StreamRequest,
         sender: ServerStreamSender<SpanBatch>,
     ) -> ttrpc::Result<()> {
+        // The host opens the stream under its boot span: the guest's boot
+        // goes there, and costs no RPC of its own.
+        if self.buffer.is_some() {
+            self.boot.emit_once(&crate::trace::parent(ctx));
+        }
         handle(ctx, tracing::Span::none(), self.drain(sender)).await
     }
 }

@@ -49,6 +49,8 @@ impl Vm {
             sink.clone(),
             stats.clone(),
             Vec::new(),
+            // No boot span here: the guest sends no boot spans.
+            Default::default(),
         );
         (stats, relaying)
     }
