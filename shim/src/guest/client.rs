@@ -214,8 +214,8 @@ impl GuestClient {
 
     // Traces and Telemetry: streams that last as long as the VM.
 
-    /// The guest's spans, batch by batch.
-    /// The guest's spans; it sends its boot's as children of `parent`.
+    /// The guest's spans, batch by batch; it makes its boot spans children
+    /// of `parent`.
     pub async fn span_stream(
         &self,
         parent: &opentelemetry::Context,
