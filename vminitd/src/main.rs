@@ -83,7 +83,7 @@ async fn serve(clock: Arc<BootClock>, cmdline: cmdline::Cmdline, spans: Option<A
 
     let ready_clock = clock.clone();
     let on_connect = Arc::new(move || ready_clock.mark_ready());
-    let boot_spans = Arc::new(trace::BootSpans::new(clock.clone()));
+    let boot_spans = trace::BootSpans::new(clock.clone());
     let telemetry_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let system = services::system::SystemService::new(clock.clone(), cmdline, power_tx, telemetry_streams.clone());
     let telemetry = telemetry::TelemetryService {

@@ -24,7 +24,7 @@ const LINGER: Duration = Duration::from_millis(50);
 
 pub struct TraceService {
     buffer: Option<Arc<SpanBuffer>>,
-    boot: Arc<BootSpans>,
+    boot: BootSpans,
     closing: watch::Receiver<bool>,
 }
 
@@ -32,7 +32,7 @@ impl TraceService {
     /// `closing` turns true when the guest powers off: streams then send
     /// what is buffered and end. The first stream opened with a trace
     /// context makes the guest's `boot` spans, children of that context.
-    pub fn new(buffer: Option<Arc<SpanBuffer>>, boot: Arc<BootSpans>, closing: watch::Receiver<bool>) -> Self {
+    pub fn new(buffer: Option<Arc<SpanBuffer>>, boot: BootSpans, closing: watch::Receiver<bool>) -> Self {
         TraceService { buffer, boot, closing }
     }
 }
