@@ -16,29 +16,27 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing(v: ContainerdVersion) {
         assert!(!out.status.success(), "{id} should fail");
         text(&out.stderr)
     };
-    let err = fails("ann1", &["--annotation", "io.containerd.voidbox.vm.gpus=1"], &["true"]);
-    assert!(
-        err.contains("unknown annotation io.containerd.voidbox.vm.gpus"),
-        "{err}"
-    );
-    let err = fails(
-        "ann2",
-        &["--annotation", "io.containerd.voidbox.vm.cpus=two"],
-        &["true"],
-    );
-    assert!(
-        err.contains("io.containerd.voidbox.vm.cpus=\"two\": not a number"),
-        "{err}"
-    );
-    let err = fails(
-        "ann3",
-        &["--annotation", "io.containerd.voidbox.vm.memory=1G"],
-        &["true"],
-    );
-    assert!(
-        err.contains("io.containerd.voidbox.vm.memory=\"1G\": not a number"),
-        "{err}"
-    );
+    // Each bad annotation, and the error that names it.
+    for (id, annotation, names) in [
+        (
+            "ann1",
+            "io.containerd.voidbox.vm.gpus=1",
+            "unknown annotation io.containerd.voidbox.vm.gpus",
+        ),
+        (
+            "ann2",
+            "io.containerd.voidbox.vm.cpus=two",
+            "io.containerd.voidbox.vm.cpus=\"two\": not a number",
+        ),
+        (
+            "ann3",
+            "io.containerd.voidbox.vm.memory=1G",
+            "io.containerd.voidbox.vm.memory=\"1G\": not a number",
+        ),
+    ] {
+        let err = fails(id, &["--annotation", annotation], &["true"]);
+        assert!(err.contains(names), "{id}: {err}");
+    }
 
     // A rootfs that is not there.
     let mut c = ctd.ctr_command();
