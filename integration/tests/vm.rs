@@ -39,6 +39,31 @@ async fn boots_and_answers_system_info_over_vsock() {
         test_backend().root_readahead_kib().to_string(),
         "the root disk's readahead (KiB)"
     );
+    // Where the backend hands the kernel the TSC's rate (QEMU under TCG),
+    // the kernel takes it for the CPU's rate too, rather than calibrate the
+    // CPU against the PIT: a calibrated rate is never exactly the given one.
+    if let Some(khz) = info
+        .cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("tsc_early_khz="))
+    {
+        let khz: u64 = khz.parse().expect("tsc_early_khz is a number");
+        let (cpuinfo, _) = guest
+            .debug()
+            .read_file("/proc/cpuinfo", 0)
+            .await
+            .expect("read /proc/cpuinfo");
+        let cpuinfo = String::from_utf8_lossy(&cpuinfo);
+        let mhz = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu MHz"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string());
+        assert_eq!(
+            mhz,
+            Some(format!("{}.{:03}", khz / 1000, khz % 1000)),
+            "the guest CPU's rate, as the command line gave it (not calibrated against the PIT)"
+        );
+    }
     let boot = info.boot.as_ref().expect("boot times");
     assert!(boot.init_start_ns > 0, "init start {boot:?}");
     assert!(boot.ready_ns >= boot.init_start_ns, "ready before init: {boot:?}");

@@ -5,7 +5,9 @@
 //! the guest keeps time with jiffies: 4 ms steps that fall behind the host's
 //! clock as ticks are lost. Under TCG the guest's TSC is the host's (QEMU
 //! reads the host counter), so the host's rate is the guest's: passing it
-//! (`tsc_early_khz=`) skips the calibration.
+//! (`tsc_early_khz=`) skips the calibration. voidbox's kernel takes it for
+//! the CPU's rate too, so it never counts PIT ticks (each port read traps
+//! to QEMU; guest/kernel-tsc-early-khz-no-pit.patch).
 
 use std::path::Path;
 
