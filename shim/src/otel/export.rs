@@ -111,20 +111,32 @@ pub type CountingExporter = Counting<opentelemetry_otlp::SpanExporter>;
 pub type CountingMetricExporter = Counting<opentelemetry_otlp::MetricExporter>;
 pub type CountingLogExporter = Counting<opentelemetry_otlp::LogExporter>;
 
-/// The HTTP client of every OTLP/HTTP exporter in this process. Each
-/// exporter would otherwise build its own, and each build loads and parses
-/// the system's CA certificates: about 4 ms apiece, four times (shim spans,
-/// guest spans, metrics, logs) on the way to serving Create.
-fn http_client() -> Result<reqwest::Client, String> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .map_err(|e| format!("build the HTTP client: {e}"))
-        })
-        .clone()
+/// The HTTP client of every OTLP/HTTP exporter in this process, built on
+/// the first export. A build loads and parses the system's CA certificates,
+/// about 4 ms: once per process rather than per exporter (shim spans, guest
+/// spans, metrics, logs), and on an exporter's thread rather than on the
+/// way to serving Create.
+#[derive(Debug, Clone, Copy)]
+struct SharedClient;
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for SharedClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<opentelemetry_http::Response<opentelemetry_http::Bytes>, opentelemetry_http::HttpError> {
+        static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+        let client = CLIENT
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| e.clone())?;
+        client.send_bytes(request).await
+    }
 }
 
 /// OTLP/HTTP with protobuf bodies to `endpoint`, each request bounded. The
@@ -135,7 +147,7 @@ fn http<B: WithExportConfig + WithHttpConfig>(builder: B, endpoint: &str) -> Res
         .with_protocol(Wire::HttpBinary)
         .with_endpoint(endpoint)
         .with_timeout(REQUEST_TIMEOUT)
-        .with_http_client(http_client()?))
+        .with_http_client(SharedClient))
 }
 
 /// OTLP/gRPC (tonic) to `endpoint`, with the same bound as HTTP. An https
