@@ -17,6 +17,19 @@ fn echo_hello_and_exit_codes(v: ContainerdVersion) {
     let events = ctd.events();
     let out = ctd.run_command("echo1", &[], &["echo", "hello"]).output().unwrap();
     assert_eq!(ok(&out, &ctd), "hello\n");
+    // containerd is done with the shim when ctr returns, and the shim goes
+    // at once: none of its threads waits on the stdin FIFO, which ctr opens
+    // only to write to it and so never opened here (a waiting thread held
+    // the shim's exit for a second).
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while !ctd.shim_processes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ctd.shim_processes(),
+        Vec::<String>::new(),
+        "the shim exits within 500 ms of ctr"
+    );
     for topic in ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"] {
         assert!(
             events.wait_for(topic, "echo1", Duration::from_secs(5)),

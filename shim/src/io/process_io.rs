@@ -10,7 +10,8 @@
 //! answers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -67,11 +68,53 @@ pub struct ProcessIo {
     ids: Vec<u64>,
 }
 
-/// Opens a FIFO in a blocking thread: opening blocks until the other side opens.
+/// Opens a FIFO in a blocking thread: opening blocks until the other side
+/// opens. Dropped before that (stdin closed, the process gone, the runtime
+/// shutting down), it releases the thread: otherwise the thread stays in
+/// open() for a peer that never comes (ctr opens stdin only to write to it),
+/// and the shim's exit waits a second for it.
 async fn open_fifo(path: PathBuf, write: bool) -> std::io::Result<std::fs::File> {
-    tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().read(!write).write(write).open(&path))
-        .await
-        .map_err(std::io::Error::other)?
+    let opened = Arc::new(AtomicBool::new(false));
+    let mut release = ReleaseOpen(Some((path.clone(), write, opened.clone())));
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().read(!write).write(write).open(&path);
+        opened.store(true, Ordering::SeqCst);
+        file
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    release.0 = None;
+    file
+}
+
+/// Completes a blocked open of a FIFO by opening, without blocking, the
+/// other end and closing it at once: a writer's open succeeds while a
+/// reader waits, and a reader's always. The waiting side then finds EOF or
+/// a closed pipe, and its thread ends. The thread may not have reached
+/// open() yet, so this tries until it has, for a while, on a thread of its
+/// own (one the runtime's shutdown does not wait for).
+struct ReleaseOpen(Option<(PathBuf, bool, Arc<AtomicBool>)>);
+
+impl Drop for ReleaseOpen {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some((path, write, opened)) = self.0.take() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if opened.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _ = std::fs::OpenOptions::new()
+                    .read(write)
+                    .write(!write)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&path);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+    }
 }
 
 /// Opens a log file for appending, creating it and its directory, as

@@ -63,6 +63,9 @@ pub fn watch(container: &Arc<Container>, process: &Arc<Process>, events: Arc<dyn
             };
             if let Some(io) = p.io() {
                 io.drained().await;
+                // Nothing reads this process's stdin any more: stop
+                // waiting for a writer that may never come.
+                io.close_stdin();
             }
             // An OOM kill the event stream did not report (it races the exit).
             if oom && p.exec_id.is_empty() && c.ooms.load(Ordering::SeqCst) == 0 {
