@@ -142,12 +142,12 @@ impl opentelemetry_http::HttpClient for SharedClient {
 /// OTLP/HTTP with protobuf bodies to `endpoint`, each request bounded. The
 /// protocol is set, not left to the exporter: it would read
 /// OTEL_EXPORTER_OTLP_PROTOCOL itself, which the config has already judged.
-fn http<B: WithExportConfig + WithHttpConfig>(builder: B, endpoint: &str) -> Result<B, String> {
-    Ok(builder
+fn http<B: WithExportConfig + WithHttpConfig>(builder: B, endpoint: &str) -> B {
+    builder
         .with_protocol(Wire::HttpBinary)
         .with_endpoint(endpoint)
         .with_timeout(REQUEST_TIMEOUT)
-        .with_http_client(SharedClient))
+        .with_http_client(SharedClient)
 }
 
 /// OTLP/gRPC (tonic) to `endpoint`, with the same bound as HTTP. An https
@@ -192,7 +192,7 @@ impl CountingExporter {
     pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
         let builder = opentelemetry_otlp::SpanExporter::builder();
         let built = match endpoint.protocol {
-            Protocol::HttpProtobuf => http(builder.with_http(), &endpoint.url).map(|b| b.build()),
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
             Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
         };
         Self::wrap(built, "span", endpoint, stats)
@@ -210,7 +210,7 @@ impl CountingMetricExporter {
     pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
         let builder = opentelemetry_otlp::MetricExporter::builder();
         let built = match endpoint.protocol {
-            Protocol::HttpProtobuf => http(builder.with_http(), &endpoint.url).map(|b| b.build()),
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
             Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
         };
         Self::wrap(built, "metric", endpoint, stats)
@@ -221,7 +221,7 @@ impl CountingLogExporter {
     pub fn new(endpoint: &Endpoint, stats: Arc<ExportStats>) -> Result<Self, String> {
         let builder = opentelemetry_otlp::LogExporter::builder();
         let built = match endpoint.protocol {
-            Protocol::HttpProtobuf => http(builder.with_http(), &endpoint.url).map(|b| b.build()),
+            Protocol::HttpProtobuf => Ok(http(builder.with_http(), &endpoint.url).build()),
             Protocol::Grpc => grpc(builder.with_tonic(), &endpoint.url).map(|b| b.build()),
         };
         Self::wrap(built, "log", endpoint, stats)
