@@ -126,17 +126,20 @@ impl opentelemetry_http::HttpClient for SharedClient {
         request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
     ) -> Result<opentelemetry_http::Response<opentelemetry_http::Bytes>, opentelemetry_http::HttpError> {
         static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-        let client = CLIENT
-            .get_or_init(|| {
-                reqwest::Client::builder()
-                    .timeout(REQUEST_TIMEOUT)
-                    .build()
-                    .map_err(|e| format!("build the HTTP client: {e}"))
-            })
-            .as_ref()
-            .map_err(|e| e.clone())?;
+        let client = CLIENT.get_or_init(build_client).as_ref().map_err(|e| e.clone())?;
         client.send_bytes(request).await
     }
+}
+
+/// reqwest is built without a TLS provider of its own (`rustls-no-provider`)
+/// and takes the process's: ring, which tonic's TLS uses too. Installing
+/// fails only when one is already installed, which then serves as well.
+fn build_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| format!("build the HTTP client: {e}"))
 }
 
 /// OTLP/HTTP with protobuf bodies to `endpoint`, each request bounded. The
@@ -301,6 +304,31 @@ mod tests {
             CountingExporter::new(&grpc_at(url), stats.clone()).unwrap();
             CountingMetricExporter::new(&grpc_at(url), stats.clone()).unwrap();
             CountingLogExporter::new(&grpc_at(url), stats.clone()).unwrap();
+        }
+    }
+
+    /// An https:// collector gets a TLS handshake, over either protocol: the
+    /// clients have their provider. What answers is no TLS server, so the
+    /// export fails, counted.
+    #[tokio::test]
+    async fn an_https_endpoint_is_spoken_to_in_tls() {
+        for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+            let first_bytes = tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut hello = [0u8; 3];
+                conn.read_exact(&mut hello).await.unwrap();
+                conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.unwrap();
+                hello
+            });
+            let stats = Arc::new(ExportStats::default());
+            let exporter = CountingExporter::new(&Endpoint { url, protocol }, stats.clone()).unwrap();
+            assert!(exporter.export(Vec::new()).await.is_err(), "{protocol:?}");
+            // A TLS record: content type handshake (22), protocol version 3.x.
+            assert_eq!(first_bytes.await.unwrap()[..2], [22, 3], "{protocol:?}");
+            assert_eq!(stats.failed_batches.load(Ordering::Relaxed), 1, "{protocol:?}");
         }
     }
 
