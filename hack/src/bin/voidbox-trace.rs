@@ -104,6 +104,7 @@ async fn show(args: &Args) -> Result<(), String> {
             "{}/api/traces?service={service}&limit=1&lookback=1h",
             url.trim_end_matches('/')
         );
+        voidbox_shim::otel::install_tls_provider();
         let answer = reqwest::get(&api)
             .await
             .and_then(|r| r.error_for_status())

@@ -131,11 +131,17 @@ impl opentelemetry_http::HttpClient for SharedClient {
     }
 }
 
-/// reqwest is built without a TLS provider of its own (`rustls-no-provider`)
-/// and takes the process's: ring, which tonic's TLS uses too. Installing
-/// fails only when one is already installed, which then serves as well.
-fn build_client() -> Result<reqwest::Client, String> {
+/// Makes ring the process's TLS provider, which reqwest needs before it
+/// builds a client: it is built without one of its own
+/// (`rustls-no-provider`) in every binary of the workspace. tonic's TLS
+/// uses ring too. Installing fails only when a provider is already
+/// installed, which then serves as well.
+pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn build_client() -> Result<reqwest::Client, String> {
+    install_tls_provider();
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()

@@ -13,6 +13,6 @@ mod setup;
 pub mod spans;
 
 pub use config::OtelConfig;
-pub use export::ExportStats;
+pub use export::{install_tls_provider, ExportStats};
 pub use queue::SpanSink;
 pub use setup::{GuestSink, Identity, Telemetry};
