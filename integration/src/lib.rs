@@ -208,6 +208,20 @@ pub async fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> 
     cond()
 }
 
+/// `eventually`'s blocking twin, for tests without a runtime: polls `cond`
+/// every `step` until it holds or `timeout` has passed; whether it held.
+/// The caller asserts, with what its failure should show.
+pub fn wait_until(timeout: std::time::Duration, step: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(step);
+    }
+    cond()
+}
+
 /// Waits up to 15 s (teardown is asynchronous) for `leftovers` to come back
 /// empty, then asserts it is.
 pub fn assert_nothing_left(leftovers: impl Fn() -> Vec<String>) {
@@ -216,10 +230,8 @@ pub fn assert_nothing_left(leftovers: impl Fn() -> Vec<String>) {
 
 /// As `assert_nothing_left`, with `context()` (a log, say) in the failure.
 pub fn assert_nothing_left_or(leftovers: impl Fn() -> Vec<String>, context: impl Fn() -> String) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while !leftovers().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let step = std::time::Duration::from_millis(100);
+    wait_until(std::time::Duration::from_secs(15), step, || leftovers().is_empty());
     let left = leftovers();
     assert!(left.is_empty(), "left behind: {left:#?}\n{}", context());
 }

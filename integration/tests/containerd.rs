@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use voidbox_integration::clients::ContainerdVersion;
 use voidbox_integration::containerd::Containerd;
 use voidbox_integration::ctr::{ok, remove, run_detached, task_status, text};
-use voidbox_integration::on_each_containerd;
+use voidbox_integration::{on_each_containerd, wait_until};
 
 fn echo_hello_and_exit_codes(v: ContainerdVersion) {
     let ctd = Containerd::start_on(v, "echo", &[]);
@@ -21,10 +21,9 @@ fn echo_hello_and_exit_codes(v: ContainerdVersion) {
     // at once: none of its threads waits on the stdin FIFO, which ctr opens
     // only to write to it and so never opened here (a waiting thread held
     // the shim's exit for a second).
-    let deadline = std::time::Instant::now() + Duration::from_millis(500);
-    while !ctd.shim_processes().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_millis(500), Duration::from_millis(20), || {
+        ctd.shim_processes().is_empty()
+    });
     assert_eq!(
         ctd.shim_processes(),
         Vec::<String>::new(),

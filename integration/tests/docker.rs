@@ -6,6 +6,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use voidbox_integration::docker::Docker;
+use voidbox_integration::wait_until;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -81,10 +82,9 @@ fn detached_logs_exec_stop_and_kill() {
     );
     assert_eq!(id.trim().len(), 64, "docker run -d prints the id: {id}");
     let logs = || d.docker(&["logs", "web"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !text(&logs().stdout).contains("started") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        text(&logs().stdout).contains("started")
+    });
     let out = logs();
     assert_eq!(text(&out.stdout), "started\n");
     assert_eq!(text(&out.stderr), "oops\n");
@@ -127,16 +127,15 @@ fn detached_logs_exec_stop_and_kill() {
         &d,
     );
     ok(&d.docker(&["kill", "victim"]), &d);
-    let deadline = Instant::now() + Duration::from_secs(20);
     let state = || {
         ok(
             &d.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "victim"]),
             &d,
         )
     };
-    while !state().starts_with("exited") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        state().starts_with("exited")
+    });
     assert_eq!(state().trim(), "exited 137");
     ok(&d.docker(&["rm", "victim"]), &d);
     d.assert_clean();

@@ -3,12 +3,12 @@
 //! task stopped, `ctr task rm` and `ctr container rm` work, and the shim's
 //! `delete` action (which containerd runs) leaves nothing behind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use voidbox_integration::clients::ContainerdVersion;
 use voidbox_integration::containerd::Containerd;
 use voidbox_integration::ctr::{ok, run_detached, task_status};
-use voidbox_integration::on_each_containerd;
+use voidbox_integration::{on_each_containerd, wait_until};
 
 /// The pid of the shim serving container `id`.
 fn shim_of(ctd: &Containerd, id: &str) -> i32 {
@@ -35,20 +35,16 @@ fn a_killed_shim_takes_its_vm_and_containerd_recovers(v: ContainerdVersion) {
 
     let shim = shim_of(&ctd, "victim");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !task_status(&ctd, "victim").contains("STOPPED") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(Duration::from_secs(20), Duration::from_millis(200), || {
+        task_status(&ctd, "victim").contains("STOPPED")
+    });
     let status = task_status(&ctd, "victim");
     assert!(
         status.contains("STOPPED") || status.is_empty(),
         "{status:?}\n{}",
         ctd.log_tail()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while vms() != 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || vms() == 0);
     assert_eq!(vms(), 0, "the VM dies with its shim");
     if !status.is_empty() {
         ok(&ctd.ctr(&["task", "rm", "victim"]), &ctd);
