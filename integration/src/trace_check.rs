@@ -26,7 +26,7 @@ pub const SHIM_SPANS: &[&str] = &[
     "Delete",
     "SpanDrain",
     "ClockSample",
-    "GuestSync",
+    "GuestShutdown",
     "LastSpans",
     "VMStop",
     "Cleanup",

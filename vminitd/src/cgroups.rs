@@ -31,3 +31,15 @@ pub fn setup() -> Result<(), Error> {
     info!("cgroup2 controllers enabled: {}", controllers.trim());
     Ok(())
 }
+
+/// Whether any container's process still runs: one read of the containers'
+/// parent cgroup (`populated`), where every container and exec process
+/// lives. No such cgroup yet means no container ever ran. When it cannot be
+/// told, the answer is yes, the side that costs time rather than data.
+pub fn containers_populated() -> bool {
+    let events = format!("{ROOT}{}/cgroup.events", voidbox_api::ids::GUEST_CGROUP_PARENT);
+    match std::fs::read_to_string(&events) {
+        Ok(text) => !text.lines().any(|l| l == "populated 0"),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}

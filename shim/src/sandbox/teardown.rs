@@ -2,10 +2,11 @@
 //! Shutdown's): SpanDrain, VMStop, Cleanup.
 //!
 //! The guest holds nothing that must outlive it: its root is a read-only
-//! image, and what containers wrote to their shares is on the host once the
-//! guest has synced. So the host does not wait for the guest to power
-//! itself off (terminate, unmount, reset): once the guest has synced and its
-//! last spans are in, the VMM is killed.
+//! image, and what containers wrote to their shares is on the host once
+//! System.Shutdown has answered (vminitd syncs first if a process still
+//! runs). So the host does not wait for the guest to power itself off
+//! (terminate, unmount, reset): once Shutdown has answered and the last
+//! spans are in, the VMM is killed.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,7 +16,8 @@ use tracing::{debug, info_span, warn, Instrument};
 use super::Sandbox;
 use crate::otel::metrics::{self, vm_attrs};
 
-/// How long the guest gets to sync and close its span streams.
+/// How long the guest gets to answer Shutdown (sync, if it must) and close
+/// its span streams.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 /// How long teardown waits for the guest's last spans.
 const RELAY_DRAIN: Duration = Duration::from_secs(2);
@@ -36,7 +38,7 @@ pub(super) async fn teardown(sandbox: &Sandbox) {
     cleanup(sandbox).instrument(info_span!("Cleanup")).await;
 }
 
-/// The guest syncs and ends its span streams (System.Shutdown); the relay
+/// The guest ends its span streams (System.Shutdown); the relay
 /// ends when it has passed on the last span.
 async fn span_drain(sandbox: &Sandbox) {
     // A last clock sample, for the spans of the end.
@@ -49,10 +51,10 @@ async fn span_drain(sandbox: &Sandbox) {
     let synced = sandbox
         .guest
         .shutdown(SHUTDOWN_BOUND)
-        .instrument(info_span!("GuestSync"))
+        .instrument(info_span!("GuestShutdown"))
         .await;
     if let Err(e) = synced {
-        warn!(sandbox = %sandbox.id, "the guest did not sync and close its streams: {e}");
+        warn!(sandbox = %sandbox.id, "the guest did not answer Shutdown and close its streams: {e}");
     }
     wait_relay(sandbox).instrument(info_span!("LastSpans")).await;
 }

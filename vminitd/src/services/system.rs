@@ -78,8 +78,19 @@ impl System for SystemService {
             info!("shutdown requested by the host");
             // Once this answers, the host may end the VM as soon as the span
             // streams end: what containers wrote to their shares must be on
-            // the host by then.
-            let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
+            // the host by then. Once their processes are gone it is: virtiofs
+            // runs without a writeback cache (a write goes through to the
+            // host), and a shared mapping's dirty pages are written back
+            // when it is unmapped, at the latest when its process exits. A
+            // sync then adds only the host's own disk writeback (virtiofsd
+            // answers it with syncfs(2)), which runc gives no container
+            // either. So it syncs only while a container's process still runs.
+            let _ = tokio::task::spawn_blocking(|| {
+                if crate::cgroups::containers_populated() {
+                    nix::unistd::sync();
+                }
+            })
+            .await;
             // A full channel means a shutdown is already under way.
             let _ = self.power.try_send(());
             Ok::<_, Error>(ShutdownResponse::default())
