@@ -3,8 +3,8 @@
 //!
 //! The guest holds nothing that must outlive it: its root is a read-only
 //! image, and what containers wrote to their shares is on the host once
-//! System.Shutdown has answered (vminitd syncs first if a process still
-//! runs). So the host does not wait for the guest to power itself off
+//! System.Shutdown has answered (vminitd syncs first if a container's
+//! process still runs). So the host does not wait for the guest to power itself off
 //! (terminate, unmount, reset): once Shutdown has answered and the last
 //! spans are in, the VMM is killed.
 
