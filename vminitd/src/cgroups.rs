@@ -32,13 +32,17 @@ pub fn setup() -> Result<(), Error> {
     Ok(())
 }
 
+/// The parent cgroup of every container's (`/containers` in the guest).
+pub fn containers_parent() -> std::path::PathBuf {
+    std::path::Path::new(ROOT).join(voidbox_api::ids::GUEST_CGROUP_PARENT.trim_start_matches('/'))
+}
+
 /// Whether any container's process still runs: one read of the containers'
 /// parent cgroup (`populated`), where every container and exec process
 /// lives. No such cgroup yet means no container ever ran. When it cannot be
 /// told, the answer is yes, the side that costs time rather than data.
 pub fn containers_populated() -> bool {
-    let events = format!("{ROOT}{}/cgroup.events", voidbox_api::ids::GUEST_CGROUP_PARENT);
-    match std::fs::read_to_string(&events) {
+    match std::fs::read_to_string(containers_parent().join("cgroup.events")) {
         Ok(text) => !text.lines().any(|l| l == "populated 0"),
         Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }

@@ -3,7 +3,7 @@
 
 use voidbox_api::telemetry::{ContainerSample, CpuTimes, Pressure, Sample};
 
-use crate::cgroups::ROOT;
+use crate::cgroups::containers_parent;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -78,8 +78,7 @@ fn flat(text: &str, key: &str) -> u64 {
 }
 
 fn containers() -> Vec<ContainerSample> {
-    let parent = format!("{ROOT}{}", voidbox_api::ids::GUEST_CGROUP_PARENT);
-    let Ok(dir) = std::fs::read_dir(&parent) else {
+    let Ok(dir) = std::fs::read_dir(containers_parent()) else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok())
