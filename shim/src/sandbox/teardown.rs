@@ -48,12 +48,12 @@ async fn span_drain(sandbox: &Sandbox) {
         .instrument(info_span!("ClockSample"))
         .await;
     sandbox.vm.expect_shutdown();
-    let synced = sandbox
+    let answered = sandbox
         .guest
         .shutdown(SHUTDOWN_BOUND)
         .instrument(info_span!("GuestShutdown"))
         .await;
-    if let Err(e) = synced {
+    if let Err(e) = answered {
         warn!(sandbox = %sandbox.id, "the guest did not answer Shutdown and close its streams: {e}");
     }
     wait_relay(sandbox).instrument(info_span!("LastSpans")).await;
