@@ -55,11 +55,14 @@ build:
 	$(CARGO) build --workspace
 
 ## lint: formatting, clippy, and the shim's house rules (shim/tests/layers.rs:
-## no import up the module floors, no circle of imports between files)
+## no import up the module floors, no circle of imports between files).
+## Host dev builds here pick packages with --workspace, not -p: cargo resolves
+## features over the packages picked, so a -p build compiles its own variant of
+## every dependency whose features differ (a minute of `make test` did that twice).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test -q -p voidbox-shim --test layers
+	$(CARGO) test -q --workspace --test layers
 
 ## test: the whole suite, after installing and building what it needs
 test: deps kernel guest-bins image-verify lint
@@ -130,7 +133,7 @@ TRACE_BIN = $(or $(CARGO_TARGET_DIR),target)/debug/voidbox-trace
 
 ## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON; TRACE_ID=... picks one) as Mermaid + waterfall
 jaeger-gantt:
-	@$(CARGO) build -q -p voidbox-hack --bin voidbox-trace
+	@$(CARGO) build -q --workspace --bin voidbox-trace
 	@if [ -n "$(TRACE_FILE)" ]; then $(TRACE_BIN) show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
 	else $(TRACE_BIN) show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
