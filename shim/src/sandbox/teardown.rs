@@ -21,6 +21,8 @@ use crate::otel::metrics::{self, vm_attrs};
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 /// How long teardown waits for the guest's last spans.
 const RELAY_DRAIN: Duration = Duration::from_secs(2);
+/// A clock sample younger than this serves the spans of the end too.
+const FRESH_SAMPLE: Duration = Duration::from_secs(1);
 
 pub(super) async fn teardown(sandbox: &Sandbox) {
     if sandbox.vm.try_exit().is_none() {
@@ -41,12 +43,16 @@ pub(super) async fn teardown(sandbox: &Sandbox) {
 /// The guest ends its span streams (System.Shutdown); the relay
 /// ends when it has passed on the last span.
 async fn span_drain(sandbox: &Sandbox) {
-    // A last clock sample, for the spans of the end.
-    let _ = sandbox
-        .clock
-        .remeasure_once_more(&sandbox.guest)
-        .instrument(info_span!("ClockSample"))
-        .await;
+    // A last clock sample, for the spans of the end, unless one was just
+    // taken (a short-lived container's boot sample, say).
+    let fresh = sandbox.clock.sampled_within(FRESH_SAMPLE);
+    async {
+        if !fresh {
+            let _ = sandbox.clock.remeasure_once_more(&sandbox.guest).await;
+        }
+    }
+    .instrument(info_span!("ClockSample", clock.fresh = fresh))
+    .await;
     sandbox.vm.expect_shutdown();
     let answered = sandbox
         .guest

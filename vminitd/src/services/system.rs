@@ -85,12 +85,11 @@ impl System for SystemService {
             // sync then adds only the host's own disk writeback (virtiofsd
             // answers it with syncfs(2)), which runc gives no container
             // either. So it syncs only while a container's process still runs.
-            let _ = tokio::task::spawn_blocking(|| {
-                if crate::cgroups::containers_populated() {
-                    nix::unistd::sync();
-                }
-            })
-            .await;
+            // Reading cgroup.events does not block; a sync does, so only it
+            // goes to the blocking pool (whose first use spawns a thread).
+            if crate::cgroups::containers_populated() {
+                let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
+            }
             // A full channel means a shutdown is already under way.
             let _ = self.power.try_send(());
             Ok::<_, Error>(ShutdownResponse::default())

@@ -119,6 +119,15 @@ impl Clock {
         self.remeasure_with(guest, 2).await
     }
 
+    /// Whether the newest sample is younger than `age`. Over so short a
+    /// time a clock drifts by far less than a sample's own uncertainty
+    /// (and no drift rate is taken over less than [`rebase::MIN_BASELINE_NS`]),
+    /// so another sample would change no rebased timestamp.
+    pub fn sampled_within(&self, age: std::time::Duration) -> bool {
+        let newest = self.samples.lock().expect("clock lock").last().map(|s| s.host_ns);
+        newest.is_some_and(|ns| now_ns().saturating_sub(ns) < age.as_nanos() as i64)
+    }
+
     async fn remeasure_with(&self, guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
         let sample = measure(guest, rounds).await?;
         self.keep(sample);
