@@ -64,13 +64,25 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test -q --workspace --test layers
 
-## test: the whole suite, after installing and building what it needs
+## test: the whole suite, after installing and building what it needs.
+## The suites run under cargo-nextest where it is installed (this machine's
+## kind has it), TEST_THREADS tests at a time from every test binary: many
+## tests mostly wait (a guest clock's drift, an RPC's 10 s bound), and cargo
+## test runs one binary at a time. Without nextest, cargo test runs them.
+TEST_THREADS ?= 3
 test: deps kernel guest-bins image-verify lint
 	# The containerd tests run the shim binary: cargo test alone does not build it.
 	# test-install installs the release build.
 	$(CARGO) build --workspace --bins
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
-	$(WITH_ASSETS) $(CARGO) test --workspace
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(WITH_ASSETS) $(CARGO) nextest run --workspace --no-fail-fast --test-threads $(TEST_THREADS)"; \
+		$(WITH_ASSETS) $(CARGO) nextest run --workspace --no-fail-fast --test-threads $(TEST_THREADS); \
+	else \
+		echo "test: cargo-nextest is not installed: cargo test runs the suites, one binary at a time"; \
+		$(WITH_ASSETS) $(CARGO) test --workspace; \
+	fi
+	$(WITH_ASSETS) $(CARGO) test --workspace --doc
 	$(MAKE) --no-print-directory test-libkrun
 	$(MAKE) --no-print-directory test-install
 
