@@ -107,6 +107,24 @@ fn keeps_the_boot_sample_and_the_newest_only() {
     assert_eq!(samples.last().unwrap().host_ns, MAX_SAMPLES as i64 + 99, "the newest");
 }
 
+#[test]
+fn a_sample_is_fresh_for_teardown_only_while_young() {
+    let clock = Clock::default();
+    assert!(
+        !clock.sampled_within(std::time::Duration::from_secs(1)),
+        "no sample yet"
+    );
+    let sample = |age_ns: i64| Sample {
+        host_ns: now_ns() - age_ns,
+        offset_ns: 0,
+        uncertainty_ns: 1,
+    };
+    clock.keep(sample(5 * SEC));
+    assert!(!clock.sampled_within(std::time::Duration::from_secs(1)), "5 s old");
+    clock.keep(sample(SEC / 10));
+    assert!(clock.sampled_within(std::time::Duration::from_secs(1)), "0.1 s old");
+}
+
 /// A guest clock at `rate` × the host's (1.1 is 10 % fast), `skew` ahead at
 /// host time 0; samples of it at `at` (host ns), measured exactly.
 fn drifting(rate: f64, skew: i64, at: &[i64]) -> (Clock, impl Fn(i64) -> i64) {
