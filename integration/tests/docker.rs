@@ -104,16 +104,25 @@ fn detached_logs_exec_stop_and_kill() {
     assert_eq!(code.trim(), "137");
     ok(&d.docker(&["rm", "web"]), &d);
 
-    // stop of a container that handles TERM: its own exit status.
+    // stop of a container that handles TERM: its own exit status. The stop
+    // waits until the trap is set: `docker run -d` returns once the process
+    // runs, and a TERM before that finds sh as PID 1 ignoring it.
     ok(
         &d.run_command(
             &["-d", "--name", "polite"],
-            &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 3' TERM; echo trapped; while true; do sleep 0.1; done",
+            ],
         )
         .output()
         .unwrap(),
         &d,
     );
+    wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        text(&d.docker(&["logs", "polite"]).stdout).contains("trapped")
+    });
     ok(&d.docker(&["stop", "-t", "30", "polite"]), &d);
     let code = ok(&d.docker(&["inspect", "-f", "{{.State.ExitCode}}", "polite"]), &d);
     assert_eq!(code.trim(), "3");
