@@ -12,6 +12,7 @@ pub mod docker;
 pub mod fake_cni;
 pub mod image;
 pub mod otlp;
+pub mod overlay_rootfs;
 pub mod prometheus;
 pub mod shim_client;
 pub mod trace_check;

@@ -16,6 +16,7 @@ use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{create_events, Events, TaskClient};
+use containerd_shim_protos::types::mount::Mount;
 use ttrpc::r#async::TtrpcContext;
 
 use crate::containerd::target_dir;
@@ -147,9 +148,21 @@ impl ShimUnderTest {
 
     /// Create, then Start, with `metadata` on both calls.
     pub async fn create_and_start(&self, metadata: &[(&str, &str)]) {
+        self.create_with_rootfs_and_start(metadata, Vec::new()).await
+    }
+
+    /// As `create_and_start`, with the rootfs mounted as containerd's
+    /// overlayfs snapshotter has it mounted (`overlay_rootfs`).
+    pub async fn create_overlay_and_start(&self) {
+        let overlay = crate::overlay_rootfs::prepare(&self.dir, &self.bundle);
+        self.create_with_rootfs_and_start(&[], vec![overlay]).await
+    }
+
+    async fn create_with_rootfs_and_start(&self, metadata: &[(&str, &str)], rootfs: Vec<Mount>) {
         let create = CreateTaskRequest {
             id: self.id.clone(),
             bundle: self.bundle.display().to_string(),
+            rootfs,
             ..Default::default()
         };
         self.client.create(self.ctx(metadata), &create).await.expect("Create");

@@ -30,6 +30,7 @@ pub const SHIM_SPANS: &[&str] = &[
     "LastSpans",
     "VMStop",
     "Cleanup",
+    "Unmount",
     "Shutdown",
 ];
 /// The guest's spans of the same run. (No `task.delete`: a VM that ends

@@ -80,8 +80,11 @@ impl Container {
         self.sandbox.vm.try_exit().is_some()
     }
 
-    /// Unmounts what the container put in the share and its rootfs.
+    /// Unmounts what the container put in the share and its rootfs. A span
+    /// of its own: an overlay rootfs's unmount syncs the host filesystem
+    /// under it, so it lasts as long as the host's writeback.
     pub fn release_files(&self) {
+        let _span = tracing::info_span!("Unmount").entered();
         self.share.remove();
         self.rootfs.lock().expect("rootfs lock").unmount();
     }

@@ -1,6 +1,7 @@
 //! Stop: the Delete RPC of a container whose process has exited, as
-//! containerd sends it, timed at the client, and its phases from the
-//! shim's own spans (tracing on, to a local receiver).
+//! containerd sends it (an overlay rootfs, which Delete unmounts), timed at
+//! the client, and its phases from the shim's own spans (tracing on, to a
+//! local receiver).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,7 +21,9 @@ async fn once(i: usize, endpoint: &str) -> Result<Duration, String> {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
     )
     .await;
-    shim.create_and_start(&[]).await;
+    // The rootfs as containerd mounts it: Delete unmounts it, as it does
+    // for `ctr run --rm`.
+    shim.create_overlay_and_start().await;
     let status = shim.wait(&[]).await.exit_status;
     if status != 0 {
         return Err(format!("the container exited with {status}"));
