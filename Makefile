@@ -79,12 +79,12 @@ test: deps kernel guest-bins image-verify lint
 	$(CARGO) build --release -p voidbox-shim -p voidbox-krun
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(WITH_ASSETS) $(CARGO) nextest run --workspace --no-fail-fast"; \
-		$(WITH_ASSETS) $(CARGO) nextest run --workspace --no-fail-fast; \
+		$(WITH_ASSETS) $(CARGO) nextest run --workspace --no-fail-fast && \
+		$(WITH_ASSETS) $(CARGO) test --workspace --doc; \
 	else \
 		echo "test: cargo-nextest is not installed: cargo test runs the suites, one binary at a time"; \
 		$(WITH_ASSETS) $(CARGO) test --workspace; \
 	fi
-	$(WITH_ASSETS) $(CARGO) test --workspace --doc
 	$(MAKE) --no-print-directory test-libkrun
 	$(MAKE) --no-print-directory test-install
 
