@@ -72,6 +72,27 @@ pub fn ratio(a: &Samples, b: &Samples) -> f64 {
     a.median().as_secs_f64() / b.median().as_secs_f64()
 }
 
+/// The median of `a[i] / b[i]` over samples taken in the same round, and in
+/// how many rounds `a` was the shorter: a drift in the machine's speed from
+/// round to round cancels out of each pair, not out of two medians.
+pub fn paired(a: &Samples, b: &Samples) -> (f64, usize) {
+    let ratios: Vec<f64> =
+        a.0.iter()
+            .zip(&b.0)
+            .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+            .collect();
+    let shorter = ratios.iter().filter(|r| **r < 1.0).count();
+    let mut sorted = ratios;
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    (median, shorter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +110,22 @@ mod tests {
         assert_eq!(s.max(), Duration::from_millis(9));
         assert_eq!(s.quantile(1, 4), Duration::from_millis(1));
         assert_eq!(s.quantile(3, 4), Duration::from_millis(5));
+    }
+
+    #[test]
+    fn paired_ratios_follow_the_rounds_not_the_medians() {
+        let (mut a, mut b) = (Samples::default(), Samples::default());
+        // The machine slows down round by round; a is 10% shorter each time.
+        for (x, y) in [(90, 100), (180, 200), (270, 300)] {
+            a.push(Duration::from_millis(x));
+            b.push(Duration::from_millis(y));
+        }
+        let (median, shorter) = paired(&a, &b);
+        assert!((median - 0.9).abs() < 1e-9, "{median}");
+        assert_eq!(shorter, 3);
+        // A round far off the others moves the pairs' median little.
+        b.push(Duration::from_millis(50));
+        a.push(Duration::from_millis(100));
+        assert_eq!(paired(&a, &b), (0.9, 3));
     }
 }

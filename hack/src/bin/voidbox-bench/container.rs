@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use voidbox_hack::stats::{ms, ratio, Samples};
+use voidbox_hack::stats::{ms, paired, ratio, Samples};
 use voidbox_integration::containerd::{Containerd, IMAGE};
 use voidbox_integration::otlp::Receiver;
 
@@ -86,10 +86,20 @@ pub fn run_suite(rt: &tokio::runtime::Runtime, n: usize) -> Result<(), String> {
         ratio(&off, &runc),
         ms(off.median()) - ms(runc.median())
     );
-    let r = ratio(&on, &off);
     println!(
-        "  ratio tracing on / off (median): {r:.3}  (goal ≤ {TRACING_GOAL}: {})",
-        if r <= TRACING_GOAL { "met" } else { "NOT met" }
+        "    round by round: median of the {n} rounds' ratios {:.2}",
+        paired(&off, &runc).0
+    );
+    // Also round by round: the machine's drift between rounds moves both
+    // runs of a round alike. The goal holds only if both ratios meet it.
+    let r = ratio(&on, &off);
+    let (per_round, shorter) = paired(&on, &off);
+    let met = r <= TRACING_GOAL && per_round <= TRACING_GOAL;
+    println!("  ratio tracing on / off (median): {r:.3}");
+    println!(
+        "    round by round: median of the {n} rounds' ratios {per_round:.3}, traced the shorter in {shorter} of {n}  \
+         (goal ≤ {TRACING_GOAL} by both: {})",
+        if met { "met" } else { "NOT met" }
     );
     Ok(())
 }
