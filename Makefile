@@ -71,7 +71,8 @@ lint:
 ## another and a binary's last, waiting test (a guest clock's drift, an
 ## RPC's 10 s bound) holds the rest up. Without nextest, cargo test runs them.
 ## (Three at a time on two cores was 80 s faster here, but slowed a shim's
-## exit past the containerd suite's 500 ms bound.)
+## exit past the containerd suite's 500 ms bound, since replaced by a unit
+## test of its cause; three at a time was not tried again.)
 test: deps kernel guest-bins image-verify lint
 	# The containerd tests run the shim binary: cargo test alone does not build it.
 	# test-install installs the release build.

@@ -17,17 +17,20 @@ fn echo_hello_and_exit_codes(v: ContainerdVersion) {
     let events = ctd.events();
     let out = ctd.run_command("echo1", &[], &["echo", "hello"]).output().unwrap();
     assert_eq!(ok(&out, &ctd), "hello\n");
-    // containerd is done with the shim when ctr returns, and the shim goes
-    // at once: none of its threads waits on the stdin FIFO, which ctr opens
-    // only to write to it and so never opened here (a waiting thread held
-    // the shim's exit for a second).
-    wait_until(Duration::from_millis(500), Duration::from_millis(20), || {
+    // containerd is done with the shim when ctr returns, and the shim then
+    // exits by itself. That none of its threads holds the exit (one blocked
+    // on the stdin FIFO, which ctr opens only to write to it, once held it
+    // for a second) is the shim's unit test
+    // `an_abandoned_fifo_open_releases_its_thread`, without a clock: a bound
+    // here on how soon the exit comes failed twice in CI with nothing
+    // wrong, only other suites' VMs beside it.
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
         ctd.shim_processes().is_empty()
     });
     assert_eq!(
         ctd.shim_processes(),
         Vec::<String>::new(),
-        "the shim exits within 500 ms of ctr"
+        "the shim exits once ctr has returned"
     );
     for topic in ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"] {
         assert!(

@@ -300,3 +300,7 @@ async fn relay_stdin(fifo: PathBuf, stream: oneshot::Receiver<UnixStream>, mut c
     }
     let _ = stream.shutdown().await;
 }
+
+#[cfg(test)]
+#[path = "process_io_tests.rs"]
+mod tests;
