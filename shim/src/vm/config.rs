@@ -14,7 +14,7 @@ const MAX_TAG: usize = 36;
 /// Kernel argument of every guest, either backend. A kernel that boots with
 /// one CPU otherwise rewrites the LOCK prefix of each atomic instruction
 /// (about 4,000) one `text_poke` at a time, each switching page tables
-/// twice: under TCG 40 ms of a 380 ms boot (docs/performance.md). With the
+/// twice: under TCG 40 ms of a 380 ms boot (docs/performance-start.md). With the
 /// prefixes left, atomics on one CPU cost what they cost on several.
 pub const NO_UP_PATCHING: &str = "noreplace-smp";
 const EROFS_MAGIC: [u8; 4] = 0xE0F5_E1E2u32.to_le_bytes();

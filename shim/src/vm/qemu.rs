@@ -228,7 +228,7 @@ impl Backend for Qemu {
 ///   let a busy host spoil the calibration (see vm/tsc.rs);
 /// - the local APIC timer is left alone: TCG's fails the kernel's
 ///   verification after about 200 ms of calibrating it, and the kernel then
-///   ticks on the PIT anyway (docs/performance.md);
+///   ticks on the PIT anyway (docs/performance-start.md);
 /// - no_timer_check: the kernel's check that the PIT's interrupt arrives
 ///   waits for 4 ticks against a TSC deadline (about 60 ms of host time),
 ///   which an emulated CPU on a busy host can miss; the kernel then panics
@@ -298,7 +298,7 @@ pub fn machine_args(
 /// that, so the first page fault in vminitd or crun reads the whole binary
 /// in a few large requests instead of one 128 KiB request per fault: each
 /// request costs the emulated guest far more than its bytes do
-/// (docs/performance.md).
+/// (docs/performance-start.md).
 pub const ROOT_OPT_IO_BYTES: u32 = 4 << 20;
 
 /// The QEMU command line for `config`.
