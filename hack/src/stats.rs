@@ -27,12 +27,7 @@ impl Samples {
 
     /// The median; the mean of the middle two for an even count.
     pub fn median(&self) -> Duration {
-        let v = self.sorted();
-        match v.len() {
-            0 => Duration::ZERO,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2,
-        }
+        middle(&self.sorted(), |a, b| (a + b) / 2).unwrap_or_default()
     }
 
     /// The sample `num`/`den` of the way up the sorted series.
@@ -84,13 +79,17 @@ pub fn paired(a: &Samples, b: &Samples) -> (f64, usize) {
     let shorter = ratios.iter().filter(|r| **r < 1.0).count();
     let mut sorted = ratios;
     sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    let median = match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    };
+    let median = middle(&sorted, |a, b| (a + b) / 2.0).unwrap_or(f64::NAN);
     (median, shorter)
+}
+
+/// The middle of a sorted series; `mean` of the middle two for an even count.
+fn middle<T: Copy>(sorted: &[T], mean: impl Fn(T, T) -> T) -> Option<T> {
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[n / 2]),
+        n => Some(mean(sorted[n / 2 - 1], sorted[n / 2])),
+    }
 }
 
 #[cfg(test)]
