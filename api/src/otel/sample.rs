@@ -1,9 +1,13 @@
 //! The Debug service's sample span: one of every attribute value the wire
-//! carries, events with attributes, and an error status. The guest records
-//! it through its real tracer; a test compares what reaches the OTLP
-//! receiver with this, value for value (doubles bit for bit).
+//! carries, events with attributes, and an error status. The guest builds
+//! it as it builds its other spans, from the wire forms below; a test
+//! compares what reaches the OTLP receiver with this, value for value
+//! (doubles bit for bit).
 
 use opentelemetry::{Array, KeyValue, StringValue, Value};
+
+use super::values::attrs_to_wire;
+use crate::traces as wire;
 
 pub const NAME: &str = "debug.sample";
 pub const STATUS_MESSAGE: &str = "sample failure: ünïcode and \"quotes\"";
@@ -49,4 +53,14 @@ pub fn events() -> Vec<(&'static str, Vec<KeyValue>)> {
             vec![KeyValue::new("event.ints", Value::Array(Array::I64(vec![3, 2, 1])))],
         ),
     ]
+}
+
+/// `attributes()` as the wire carries them.
+pub fn wire_attributes() -> Vec<wire::KeyValue> {
+    attrs_to_wire(&attributes())
+}
+
+/// `events()` as the wire carries them: names and attributes.
+pub fn wire_events() -> Vec<(&'static str, Vec<wire::KeyValue>)> {
+    events().into_iter().map(|(n, a)| (n, attrs_to_wire(&a))).collect()
 }

@@ -86,24 +86,33 @@ impl Debug for DebugService {
     }
 
     async fn sample(&self, ctx: &TtrpcContext, _req: SampleRequest) -> ttrpc::Result<SampleResponse> {
-        use opentelemetry::trace::{Span as _, Status, Tracer};
         use voidbox_api::otel::sample;
-        // Straight through the guest's tracer, as tracing's layer would
-        // record it, but with value types tracing's fields cannot carry.
-        let tracer = opentelemetry::global::tracer(crate::trace::SCOPE);
-        let mut span = tracer
-            .span_builder(sample::NAME)
-            .with_attributes(sample::attributes())
-            .start_with_context(&tracer, &crate::trace::parent(ctx));
-        for (name, attrs) in sample::events() {
-            span.add_event(name, attrs);
+        // Built as the guest builds every span, but with value types
+        // tracing's fields cannot carry.
+        let mut span = crate::trace::building::Building::new(sample::NAME);
+        if let Some(parent) = crate::trace::parent(ctx) {
+            span.adopt(&parent);
         }
-        span.set_status(Status::error(sample::STATUS_MESSAGE));
-        let ids = span.span_context().clone();
-        span.end();
+        for kv in sample::wire_attributes() {
+            span.set(&kv.key, kv.value.into_option().unwrap_or_default());
+        }
+        for (name, attributes) in sample::wire_events() {
+            span.push_event(voidbox_api::traces::Event {
+                name: name.to_string(),
+                time_unix_nano: crate::trace::building::unix_nanos(std::time::SystemTime::now()),
+                attributes,
+                ..Default::default()
+            });
+        }
+        span.fail(sample::STATUS_MESSAGE.to_string());
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let (trace_id, span_id) = (hex(span.trace_id()), hex(span.span_id()));
+        if let (Some(sink), Some(done)) = (crate::trace::sink(), span.finish()) {
+            sink.send(done);
+        }
         Ok(SampleResponse {
-            trace_id: ids.trace_id().to_string(),
-            span_id: ids.span_id().to_string(),
+            trace_id,
+            span_id,
             ..Default::default()
         })
     }

@@ -14,7 +14,6 @@
 use std::future::Future;
 
 use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use ttrpc::r#async::TtrpcContext;
 use ttrpc::Code;
 
@@ -66,12 +65,11 @@ pub async fn handle<T, E: RpcError>(
     if span.is_disabled() {
         return body.await.map_err(E::into_ttrpc);
     }
-    let _ = span.set_parent(trace::parent(ctx));
+    trace::adopt(&span, trace::parent(ctx).as_ref());
     let result = body.instrument(span.clone()).await;
     result.map_err(|e| {
-        span.set_status(opentelemetry::trace::Status::error(e.message()));
         // snake_case, as the shim's kinds: `not_found`, `invalid_argument`...
-        span.set_attribute("error.kind", format!("{:?}", e.code()).to_lowercase());
+        trace::fail(&span, e.message(), format!("{:?}", e.code()).to_lowercase());
         e.into_ttrpc()
     })
 }

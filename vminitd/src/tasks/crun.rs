@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 
 use nix::sys::wait::WaitStatus;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::reaper::Reaper;
 use crate::tasks::error::TaskError;
@@ -52,8 +51,7 @@ impl Crun {
         let span = tracing::info_span!("crun", otel.name = %format!("crun.{op}"), crun.args = %args.join(" "));
         let result = self.run_crun(op, bundle, args, stdio).instrument(span.clone()).await;
         if let Err(e) = &result {
-            span.set_status(opentelemetry::trace::Status::error(e.to_string()));
-            span.set_attribute("error.kind", "crun");
+            crate::trace::fail(&span, e.to_string(), "crun".into());
         }
         result
     }

@@ -7,9 +7,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use opentelemetry::trace::{Span, TraceContextExt, Tracer};
-use opentelemetry::{global, Context, KeyValue};
-
+use super::building::{value, Building};
+use super::context::Parent;
+use super::Sink;
 use crate::boot::{wall_time, BootClock};
 
 pub struct BootSpans {
@@ -25,60 +25,47 @@ impl BootSpans {
         }
     }
 
-    pub fn emit_once(&self, parent: &Context) {
-        if !parent.span().span_context().is_valid() || self.emitted.swap(true, Ordering::SeqCst) {
+    /// Sends the boot's spans to `sink`, once, under the host's `parent`.
+    pub fn emit_once(&self, parent: Option<&Parent>, sink: &Sink) {
+        let Some(parent) = parent else { return };
+        if self.emitted.swap(true, Ordering::SeqCst) {
             return;
         }
-        let tracer = global::tracer(super::SCOPE);
         let c = &self.clock;
-        let span = |name: &'static str, start: u64, end: u64, cx: &Context, attrs: Vec<KeyValue>| {
-            let mut s = tracer
-                .span_builder(name)
-                .with_start_time(wall_time(start))
-                .with_attributes(attrs)
-                .start_with_context(&tracer, cx);
-            s.end_with_timestamp(wall_time(end));
+        let span = |name: &str, start: u64| {
+            let mut b = Building::starting_at(name, wall_time(start));
+            b.adopt(parent);
+            b
         };
-        span(
-            "guest.kernel",
-            0,
-            c.init_start_ns(),
-            parent,
-            vec![KeyValue::new("boot.init_start_ns", c.init_start_ns() as i64)],
-        );
-        let init = tracer
-            .span_builder("guest.vminitd.init")
-            .with_start_time(wall_time(c.init_start_ns()))
-            .start_with_context(&tracer, parent);
-        let init_cx = parent.with_span(init);
+        let send = |b: Building, end: u64| {
+            if let Some(s) = b.finish_at(wall_time(end)) {
+                sink.send(s);
+            }
+        };
+        let int = |v: u64| value(voidbox_api::traces::value::Kind::Int(v as i64));
+        let mut kernel = span("guest.kernel", 0);
+        kernel.set("boot.init_start_ns", int(c.init_start_ns()));
+        send(kernel, c.init_start_ns());
+        let init = span("guest.vminitd.init", c.init_start_ns());
         for (name, start, end) in c.steps() {
-            span(name, start, end, &init_cx, Vec::new());
+            let mut step = Building::starting_at(name, wall_time(start));
+            step.child_of(&init);
+            send(step, end);
         }
-        init_cx.span().end_with_timestamp(wall_time(c.serving_ns()));
-        span(
-            "guest.ready",
-            c.serving_ns(),
-            c.ready_ns(),
-            parent,
-            vec![KeyValue::new("boot.ready_ns", c.ready_ns() as i64)],
-        );
+        send(init, c.serving_ns());
+        let mut ready = span("guest.ready", c.serving_ns());
+        ready.set("boot.ready_ns", int(c.ready_ns()));
+        send(ready, c.ready_ns());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _};
-    use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 
     #[tokio::test]
     async fn boot_spans_are_children_of_the_host_span() {
-        let (exporter, buffer) = crate::trace::buffer::channel(64);
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(SimpleSpanProcessor::new(exporter))
-            .build();
-        let _ = provider.tracer("t");
-        global::set_tracer_provider(provider);
+        let (sink, buffer) = crate::trace::buffer::channel(64);
         let clock = Arc::new(BootClock::at_init_start());
         clock.step("guest.mounts", || ());
         clock.mark_serving();
@@ -88,25 +75,22 @@ mod tests {
             "traceparent".to_string(),
             vec!["00-05050505050505050505050505050505-0606060606060606-01".to_string()],
         );
-        md.insert("tracestate".to_string(), vec!["".to_string()]);
-        md.insert("baggage".to_string(), vec!["tenant=tests".to_string()]);
-        let parent = voidbox_api::otel::propagation::extract(&md);
-        let _ = (
-            SpanContext::empty_context(),
-            SpanId::INVALID,
-            TraceFlags::SAMPLED,
-            TraceId::INVALID,
-            TraceState::default(),
-        );
+        let parent = crate::trace::context::extract(&md);
         let spans = BootSpans::new(clock);
-        spans.emit_once(&parent);
-        spans.emit_once(&parent);
+        spans.emit_once(None, &sink);
+        spans.emit_once(parent.as_ref(), &sink);
+        spans.emit_once(parent.as_ref(), &sink);
         let mut rx = buffer.rx.lock().await;
-        let mut names = Vec::new();
+        let mut got = Vec::new();
         while let Ok(s) = rx.try_recv() {
             assert_eq!(s.trace_id, vec![5; 16]);
-            names.push(s.name);
+            got.push(s);
         }
+        let init = got.iter().find(|s| s.name == "guest.vminitd.init").unwrap();
+        let mounts = got.iter().find(|s| s.name == "guest.mounts").unwrap();
+        assert_eq!(init.parent_span_id, vec![6; 8]);
+        assert_eq!(mounts.parent_span_id, init.span_id, "steps are the init's children");
+        let mut names: Vec<_> = got.iter().map(|s| s.name.as_str()).collect();
         names.sort();
         assert_eq!(
             names,

@@ -1,26 +1,41 @@
 //! Tracing in the guest: logs to the console, and (when the host asks, with
 //! `voidbox.trace=1`) spans to a bounded buffer the host streams out.
+//!
+//! `layer` builds each span in the wire format as it runs (`building`), with
+//! `ids` of its own and the host's parent from `context`; `buffer` holds
+//! them until `service` streams them; `boot` makes the boot's spans.
 
 mod boot;
 mod buffer;
+pub mod building;
+mod context;
+mod ids;
+mod layer;
 mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 pub use boot::BootSpans;
-pub use buffer::SpanBuffer;
+pub use buffer::{Sink, SpanBuffer};
+pub use context::Parent;
+pub use layer::{adopt, fail};
 pub use service::TraceService;
 
 use crate::cmdline::Cmdline;
 
 /// The instrumentation scope of vminitd's spans.
 pub const SCOPE: &str = "vminitd";
+
+/// Where spans made outside `tracing` (the boot's) go: set when tracing is on.
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+pub fn sink() -> Option<&'static Sink> {
+    SINK.get()
+}
 
 /// Sets up logging, and span export when the host asked for it.
 pub fn init(cmdline: &Cmdline) -> Option<Arc<SpanBuffer>> {
@@ -30,28 +45,17 @@ pub fn init(cmdline: &Cmdline) -> Option<Arc<SpanBuffer>> {
         return None;
     }
     let capacity = cmdline.trace_buffer().unwrap_or(buffer::DEFAULT_CAPACITY);
-    let (exporter, buffer) = buffer::channel(capacity);
-    // Export on span end: the exporter only moves the span into the buffer.
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(SimpleSpanProcessor::new(exporter))
-        .build();
-    let tracer = provider.tracer(SCOPE);
-    opentelemetry::global::set_tracer_provider(provider);
-    // No thread ids or names, no busy/idle timings, no code location: each
-    // costs this emulated guest time on every span (a clock read on every
-    // enter and exit, for the timings) and bytes on the relay, and the span
-    // names already say where they come from.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_location(false)
-        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
-    tracing_subscriber::registry().with(console).with(otel).init();
+    let (sink, buffer) = buffer::channel(capacity);
+    let _ = SINK.set(sink.clone());
+    // No thread ids or names, busy/idle timings or code locations: each
+    // would cost this emulated guest time on every span and bytes on the
+    // relay, and the span names already say where they come from.
+    let spans = layer::SpanLayer::new(sink).with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::registry().with(console).with(spans).init();
     Some(Arc::new(buffer))
 }
 
-/// The span context the host sent with a request.
-pub fn parent(ctx: &ttrpc::r#async::TtrpcContext) -> opentelemetry::Context {
-    voidbox_api::otel::propagation::extract(&ctx.metadata)
+/// The span context the host sent with a request, if any.
+pub fn parent(ctx: &ttrpc::r#async::TtrpcContext) -> Option<Parent> {
+    context::extract(&ctx.metadata)
 }
