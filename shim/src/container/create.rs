@@ -182,7 +182,7 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
     match created.await {
         Ok(()) => Ok(container),
         Err(e) => {
-            container.release_files();
+            container.release_files().await;
             Err(e)
         }
     }

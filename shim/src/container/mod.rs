@@ -82,11 +82,19 @@ impl Container {
 
     /// Unmounts what the container put in the share and its rootfs. A span
     /// of its own: an overlay rootfs's unmount syncs the host filesystem
-    /// under it, so it lasts as long as the host's writeback.
-    pub fn release_files(&self) {
-        let _span = tracing::info_span!("Unmount").entered();
-        self.share.remove();
-        self.rootfs.lock().expect("rootfs lock").unmount();
+    /// under it, so it lasts as long as the host's writeback, on a blocking
+    /// thread, not holding an async worker (a pod's other containers') for it.
+    pub async fn release_files(self: &Arc<Self>) {
+        let span = tracing::info_span!("Unmount");
+        let c = self.clone();
+        let unmount = move || {
+            let _entered = span.entered();
+            c.share.remove();
+            c.rootfs.lock().expect("rootfs lock").unmount();
+        };
+        if let Err(e) = tokio::task::spawn_blocking(unmount).await {
+            tracing::error!(id = %self.id, "unmounting the container's files failed: {e}");
+        }
     }
 }
 

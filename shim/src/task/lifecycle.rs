@@ -122,7 +122,7 @@ impl TaskService {
                 // the container's root span tells what was lost.
                 self.registry.annotate_root(&req.id, &roots::span_losses(&self.obs));
             }
-            c.release_files();
+            c.release_files().await;
             self.registry.remove(&req.id);
             info!(id = %req.id, "container deleted");
             let event = TaskDelete {
