@@ -7,7 +7,7 @@
 //! The knob is test-only: `voidbox.test.clock_*` on the guest's command line
 //! (`VOIDBOX_GUEST_CMDLINE`), which vminitd heeds and the shim answers by not
 //! setting the clock only when built with `debug-rpcs` (the test image, the
-//! test build); see docs/tracing.md.
+//! test build); see docs/tracing-boundary.md.
 
 use std::time::{Duration, Instant};
 

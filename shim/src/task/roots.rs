@@ -44,7 +44,7 @@ pub fn open(registry: &Registry, ctx: &TtrpcContext, id: &str, bundle: Option<&B
 /// What became of the guest's spans and which spans the host lost, for a
 /// container's root span as it ends: `voidbox.guest.spans.relayed`,
 /// `voidbox.guest.spans.rejected` and `voidbox.spans.dropped.<reason>` for
-/// each `DropReason` (docs/tracing.md). Counts as of that moment, for the
+/// each `DropReason` (docs/tracing-boundary.md). Counts as of that moment, for the
 /// shim (one VM): what is lost later is in the metrics only.
 pub fn span_losses(obs: &Observability) -> Vec<KeyValue> {
     let count = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed) as i64;
