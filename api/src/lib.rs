@@ -64,8 +64,8 @@ pub mod debug_ttrpc {
 /// Container id rules, shared by the shim and vminitd.
 pub mod ids;
 
-/// Conversions between the wire spans and the OpenTelemetry SDK's.
-#[cfg(feature = "otel")]
+/// Conversions between the wire spans and the OpenTelemetry SDK's (feature
+/// `otel`), and the limits on a span both sides keep.
 pub mod otel;
 
 /// `voidbox.telemetry.v1`: guest CPU, memory, pressure and cgroup samples.

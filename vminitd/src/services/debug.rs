@@ -99,7 +99,7 @@ impl Debug for DebugService {
         for (name, attributes) in sample::wire_events() {
             span.push_event(voidbox_api::traces::Event {
                 name: name.to_string(),
-                time_unix_nano: crate::trace::building::unix_nanos(std::time::SystemTime::now()),
+                time_unix_nano: voidbox_api::otel::unix_nanos(std::time::SystemTime::now()),
                 attributes,
                 ..Default::default()
             });

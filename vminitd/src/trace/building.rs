@@ -4,23 +4,13 @@
 
 use std::time::SystemTime;
 
+use voidbox_api::otel::limits::{MAX_ATTRIBUTES, MAX_EVENTS};
+use voidbox_api::otel::unix_nanos;
 use voidbox_api::protobuf::{EnumOrUnknown, MessageField};
 use voidbox_api::traces as wire;
 
 use super::context::Parent;
 use super::ids;
-
-/// Attributes per span or event, and events per span, kept at most (the
-/// SDK's defaults, and the host's limits); the rest are counted as dropped.
-const MAX_ATTRIBUTES: usize = 128;
-const MAX_EVENTS: usize = 128;
-
-pub fn unix_nanos(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
-        Err(e) => -(e.duration().as_nanos() as i64),
-    }
-}
 
 pub fn string(s: impl Into<String>) -> wire::Value {
     value(wire::value::Kind::String(s.into()))
@@ -34,7 +24,8 @@ pub fn value(kind: wire::value::Kind) -> wire::Value {
 }
 
 /// Sets `key` in `attrs` (a later value replaces an earlier one, as in
-/// OpenTelemetry), or counts it in `dropped` when `attrs` is full.
+/// OpenTelemetry), or counts it in `dropped` when `attrs` is full: the
+/// host's limit, so the host never refuses a guest span for its count.
 pub fn set(attrs: &mut Vec<wire::KeyValue>, dropped: &mut u32, key: &str, value: wire::Value) {
     if let Some(kv) = attrs.iter_mut().find(|kv| kv.key == key) {
         kv.value = MessageField::some(value);
@@ -115,6 +106,7 @@ impl Building {
         set(&mut self.span.attributes, &mut self.span.dropped_attributes, key, value);
     }
 
+    /// Adds `event`, or counts it as dropped past the host's limit.
     pub fn push_event(&mut self, event: wire::Event) {
         if self.span.events.len() < MAX_EVENTS {
             self.span.events.push(event);

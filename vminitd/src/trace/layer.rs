@@ -61,7 +61,7 @@ where
         let Some(b) = ext.get_mut::<Building>() else { return };
         let meta = event.metadata();
         let mut e = wire::Event {
-            time_unix_nano: building::unix_nanos(std::time::SystemTime::now()),
+            time_unix_nano: voidbox_api::otel::unix_nanos(std::time::SystemTime::now()),
             ..Default::default()
         };
         e.set("level", string(meta.level().as_str()));
