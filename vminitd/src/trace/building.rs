@@ -149,21 +149,23 @@ impl Building {
 mod tests {
     use super::*;
 
-    fn parent(flags: u8) -> Parent {
-        Parent {
+    /// A root under a host span with trace `flags`, and its child.
+    fn tree(flags: u8) -> (Building, Building) {
+        let mut root = Building::new("root");
+        root.adopt(&Parent {
             trace_id: vec![5; 16],
             span_id: vec![6; 8],
             flags,
             state: "k=v".into(),
-        }
+        });
+        let mut child = Building::new("child");
+        child.child_of(&root);
+        (root, child)
     }
 
     #[test]
     fn children_share_the_trace_and_name_their_parent() {
-        let mut root = Building::new("root");
-        root.adopt(&parent(1));
-        let mut child = Building::new("child");
-        child.child_of(&root);
+        let (root, child) = tree(1);
         let root_id = root.span_id().to_vec();
         assert_eq!(root.trace_id(), [5; 16]);
         let root = root.finish().unwrap();
@@ -182,10 +184,7 @@ mod tests {
 
     #[test]
     fn an_unsampled_parent_sends_nothing_down_its_tree() {
-        let mut root = Building::new("root");
-        root.adopt(&parent(0));
-        let mut child = Building::new("child");
-        child.child_of(&root);
+        let (root, child) = tree(0);
         assert!(child.finish().is_none());
         assert!(root.finish().is_none());
         assert!(Building::new("a root").finish().is_some(), "a root span is sampled");
