@@ -47,7 +47,8 @@ impl Traces for TraceService {
     ) -> ttrpc::Result<()> {
         // The host opens the stream under its boot span: the guest's boot
         // goes there, and costs no RPC of its own.
-        if let (Some(_), Some(sink)) = (&self.buffer, super::sink()) {
+        // (Tracing is on exactly when the sink, and the buffer, exist.)
+        if let Some(sink) = super::sink() {
             self.boot.emit_once(super::parent(ctx).as_ref(), sink);
         }
         handle(ctx, tracing::Span::none(), self.drain(sender)).await
