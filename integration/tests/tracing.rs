@@ -69,6 +69,15 @@ async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
             boot.attributes
         );
     }
+    // The guest marked its last batch, so teardown did not wait for the
+    // stream's end, which can trail behind the guest's power-off.
+    let last = spans.iter().find(|s| s.name == "LastSpans").unwrap();
+    assert_eq!(
+        last.attributes.get("relay.end").map(String::as_str),
+        Some("last_batch"),
+        "{:?}",
+        last.attributes
+    );
     let crun = spans.iter().find(|s| s.name == "crun.create").unwrap();
     assert!(
         crun.attributes.get("crun.args").is_some_and(|a| a.contains("create")),

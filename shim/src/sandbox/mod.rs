@@ -67,7 +67,7 @@ pub struct Sandbox {
     /// The guest clock against the host's, for rebasing guest spans.
     pub clock: Arc<Clock>,
     /// The guest span relay, when tracing is on; teardown waits for its end.
-    relay: Mutex<Option<JoinHandle<()>>>,
+    relay: Mutex<Option<JoinHandle<relay::RelayEnd>>>,
     pub relay_stats: Arc<RelayStats>,
     pub shared: Mutex<SharedDir>,
     /// The pod's network, for a pod's sandbox.

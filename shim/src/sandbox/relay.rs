@@ -14,6 +14,7 @@ use std::sync::Arc;
 use opentelemetry::KeyValue;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
+use ttrpc::r#async::ClientStreamReceiver;
 use voidbox_api::otel::from_wire;
 use voidbox_api::traces::SpanBatch;
 
@@ -38,9 +39,30 @@ pub struct RelayStats {
     pub rejected: AtomicU64,
 }
 
-/// Streams the guest's spans until the guest ends the stream. `attrs`
-/// label the relayed, dropped and rejected counters; the stream is opened
-/// under `parent`, where the guest puts its boot spans.
+/// How a relay ended (teardown's `LastSpans` span says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The guest sent its last batch (it is powering off).
+    LastBatch,
+    /// The stream ended without a last batch.
+    StreamEnd,
+    /// The stream failed or never opened (the VM ended, say).
+    Failed,
+}
+
+impl RelayEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayEnd::LastBatch => "last_batch",
+            RelayEnd::StreamEnd => "stream_end",
+            RelayEnd::Failed => "failed",
+        }
+    }
+}
+
+/// Streams the guest's spans until its last batch or the stream's end.
+/// `attrs` label the relayed, dropped and rejected counters; the stream is
+/// opened under `parent`, where the guest puts its boot spans.
 pub fn start(
     guest: GuestClient,
     clock: Arc<Clock>,
@@ -48,25 +70,57 @@ pub fn start(
     stats: Arc<RelayStats>,
     attrs: Vec<KeyValue>,
     parent: opentelemetry::Context,
-) -> JoinHandle<()> {
+) -> JoinHandle<RelayEnd> {
     tokio::spawn(async move {
         let mut stream = match guest.span_stream(&parent).await {
             Ok(s) => s,
-            Err(e) => return warn!("guest span stream: {e}"),
+            Err(e) => {
+                warn!("guest span stream: {e}");
+                return RelayEnd::Failed;
+            }
         };
         // The guest's running total of drops, as of its last batch.
         let mut guest_dropped = 0;
-        loop {
-            match stream.recv().await {
-                Ok(Some(batch)) => relay_batch(&batch, &clock, &sink, &stats, &attrs, &mut guest_dropped),
-                Ok(None) => break,
-                Err(e) => {
-                    debug!("guest span stream ended: {e}");
-                    break;
+        relay_until_last(&mut stream, |batch| {
+            relay_batch(batch, &clock, &sink, &stats, &attrs, &mut guest_dropped)
+        })
+        .await
+    })
+}
+
+/// Where the relay's batches come from: the guest's stream (or, in the
+/// tests, a scripted one).
+pub(crate) trait Batches {
+    async fn next_batch(&mut self) -> ttrpc::Result<Option<SpanBatch>>;
+}
+
+impl Batches for ClientStreamReceiver<SpanBatch> {
+    async fn next_batch(&mut self) -> ttrpc::Result<Option<SpanBatch>> {
+        self.recv().await
+    }
+}
+
+/// Hands each batch to `relay`, until the guest's last batch or the
+/// stream's end. The last batch ends the relay at once: the stream's end
+/// follows it over the same connection, but can trail behind the guest's
+/// power-off by milliseconds, and teardown ends the VM as soon as the
+/// relay has ended.
+async fn relay_until_last(batches: &mut impl Batches, mut relay: impl FnMut(&SpanBatch)) -> RelayEnd {
+    loop {
+        match batches.next_batch().await {
+            Ok(Some(batch)) => {
+                relay(&batch);
+                if batch.last {
+                    return RelayEnd::LastBatch;
                 }
             }
+            Ok(None) => return RelayEnd::StreamEnd,
+            Err(e) => {
+                debug!("guest span stream ended: {e}");
+                return RelayEnd::Failed;
+            }
         }
-    })
+    }
 }
 
 /// One batch: each span checked and converted, then offered to the sink or
@@ -241,5 +295,60 @@ mod tests {
             relay_batch(&batch, &clock, &sink, &stats, &[], &mut seen);
         }
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 7);
+    }
+
+    /// Batches from a script, then none ever again (a stream left open).
+    struct Scripted(std::collections::VecDeque<ttrpc::Result<Option<SpanBatch>>>);
+
+    impl Batches for Scripted {
+        async fn next_batch(&mut self) -> ttrpc::Result<Option<SpanBatch>> {
+            match self.0.pop_front() {
+                Some(next) => next,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn batch(spans: usize, last: bool) -> ttrpc::Result<Option<SpanBatch>> {
+        Ok(Some(SpanBatch {
+            spans: vec![span(now_ns()); spans],
+            last,
+            ..Default::default()
+        }))
+    }
+
+    /// Relays `script` for at most a second: None if the relay is still
+    /// waiting then; else how it ended and the spans it was handed.
+    async fn relay_script(script: Vec<ttrpc::Result<Option<SpanBatch>>>) -> Option<(RelayEnd, usize)> {
+        let mut relayed = 0;
+        let mut source = Scripted(script.into());
+        let relay = relay_until_last(&mut source, |b| relayed += b.spans.len());
+        let end = tokio::time::timeout(std::time::Duration::from_secs(1), relay)
+            .await
+            .ok()?;
+        Some((end, relayed))
+    }
+
+    #[tokio::test]
+    async fn the_guests_last_batch_ends_the_relay_without_the_streams_end() {
+        let ended = relay_script(vec![batch(2, false), batch(1, true)]).await;
+        assert_eq!(
+            ended,
+            Some((RelayEnd::LastBatch, 3)),
+            "the last batch's spans are relayed too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_or_fails_ends_the_relay() {
+        let ended = relay_script(vec![batch(2, false), Ok(None)]).await;
+        assert_eq!(ended, Some((RelayEnd::StreamEnd, 2)));
+        let failed = relay_script(vec![batch(1, false), Err(ttrpc::Error::Others("gone".into()))]).await;
+        assert_eq!(failed, Some((RelayEnd::Failed, 1)));
+        assert_eq!(
+            relay_script(vec![batch(1, false)]).await,
+            None,
+            "an open stream keeps the relay"
+        );
     }
 }

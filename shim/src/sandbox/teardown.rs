@@ -11,8 +11,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument, Span};
 
+use super::relay::RelayEnd;
 use super::Sandbox;
 use crate::otel::metrics::{self, vm_attrs};
 
@@ -35,7 +36,7 @@ pub(super) async fn teardown(sandbox: &Sandbox) {
         .await;
     } else {
         // The VM already ended: what it sent is in, or never will be.
-        wait_relay(sandbox).await;
+        let _ = wait_relay(sandbox).await;
     }
     cleanup(sandbox).instrument(info_span!("Cleanup")).await;
 }
@@ -62,16 +63,28 @@ async fn span_drain(sandbox: &Sandbox) {
     if let Err(e) = answered {
         warn!(sandbox = %sandbox.id, "the guest did not answer Shutdown and close its streams: {e}");
     }
-    wait_relay(sandbox).instrument(info_span!("LastSpans")).await;
-}
-
-async fn wait_relay(sandbox: &Sandbox) {
-    let relay = sandbox.relay.lock().expect("relay lock").take();
-    if let Some(relay) = relay {
-        if tokio::time::timeout(RELAY_DRAIN, relay).await.is_err() {
-            warn!(sandbox = %sandbox.id, "the guest's span stream did not end in time");
+    let last = info_span!("LastSpans", relay.end = tracing::field::Empty);
+    async {
+        if let Some(end) = wait_relay(sandbox).await {
+            Span::current().record("relay.end", end);
         }
     }
+    .instrument(last)
+    .await;
+}
+
+/// Waits for the relay's end, and says how it ended (`RelayEnd`, or
+/// `timeout`); None without a relay.
+async fn wait_relay(sandbox: &Sandbox) -> Option<&'static str> {
+    let relay = sandbox.relay.lock().expect("relay lock").take()?;
+    Some(match tokio::time::timeout(RELAY_DRAIN, relay).await {
+        Ok(Ok(end)) => end.as_str(),
+        Ok(Err(_)) => RelayEnd::Failed.as_str(),
+        Err(_) => {
+            warn!(sandbox = %sandbox.id, "the guest's span stream did not end in time");
+            "timeout"
+        }
+    })
 }
 
 async fn cleanup(sandbox: &Sandbox) {

@@ -61,10 +61,11 @@ impl TraceService {
         let Some(buffer) = &self.buffer else { return Ok(()) };
         let mut rx = buffer.rx.lock().await;
         let mut closing = self.closing.clone();
-        let batch = |spans: Vec<Span>| SpanBatch {
+        let batch = |spans: Vec<Span>, last: bool| SpanBatch {
             spans,
             dropped_total: buffer.dropped(),
             capacity: buffer.capacity as u64,
+            last,
             ..Default::default()
         };
         loop {
@@ -100,11 +101,11 @@ impl TraceService {
                     Err(_) => break,
                 }
                 if ending && spans.full() {
-                    sender.send(&batch(std::mem::take(&mut spans).spans)).await?;
+                    sender.send(&batch(std::mem::take(&mut spans).spans, false)).await?;
                 }
             }
             if !spans.spans.is_empty() || ending {
-                sender.send(&batch(spans.spans)).await?;
+                sender.send(&batch(spans.spans, ending)).await?;
             }
             if ending {
                 return Ok(());

@@ -21,7 +21,7 @@ use voidbox_integration::otlp::Receiver;
 use voidbox_shim::guest::GuestClient;
 use voidbox_shim::otel::GuestSink;
 use voidbox_shim::sandbox::clock::{now_ns, Clock};
-use voidbox_shim::sandbox::relay::{self, RelayStats};
+use voidbox_shim::sandbox::relay::{self, RelayEnd, RelayStats};
 use voidbox_shim::vm::{GuestRoot, MicroVm, VmConfig};
 
 /// The guest buffer's default capacity (vminitd's DEFAULT_CAPACITY), the
@@ -41,7 +41,7 @@ struct Vm {
 
 impl Vm {
     /// Starts relaying this VM's spans to `sink`, with counters of its own.
-    fn relay(&self, sink: &GuestSink) -> (Arc<RelayStats>, tokio::task::JoinHandle<()>) {
+    fn relay(&self, sink: &GuestSink) -> (Arc<RelayStats>, tokio::task::JoinHandle<RelayEnd>) {
         let stats = Arc::new(RelayStats::default());
         let relaying = relay::start(
             self.guest.clone(),
@@ -90,7 +90,7 @@ async fn received(receiver: &Receiver, want: u64, timeout: Duration) -> Option<I
     None
 }
 
-async fn stop(vm: Vm, relaying: tokio::task::JoinHandle<()>) {
+async fn stop(vm: Vm, relaying: tokio::task::JoinHandle<RelayEnd>) {
     vm.guest.power_off(&vm.vm, Duration::from_secs(10)).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), relaying).await;
 }
