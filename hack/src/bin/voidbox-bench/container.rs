@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use voidbox_hack::stats::{ms, paired, ratio, Samples};
+use voidbox_hack::stats::{ms, paired, paired_interval, ratio, Samples};
 use voidbox_integration::containerd::{Containerd, IMAGE};
 use voidbox_integration::otlp::Receiver;
 
@@ -86,8 +86,9 @@ pub fn run_suite(rt: &tokio::runtime::Runtime, n: usize) -> Result<(), String> {
         ratio(&off, &runc),
         ms(off.median()) - ms(runc.median())
     );
+    let (lo, hi) = paired_interval(&off, &runc);
     println!(
-        "    round by round: median of the {n} rounds' ratios {:.2}",
+        "    round by round: median of the {n} rounds' ratios {:.2}  (90% interval {lo:.2}–{hi:.2})",
         paired(&off, &runc).0
     );
     // Also round by round: the machine's drift between rounds moves both
@@ -95,11 +96,21 @@ pub fn run_suite(rt: &tokio::runtime::Runtime, n: usize) -> Result<(), String> {
     let r = ratio(&on, &off);
     let (per_round, shorter) = paired(&on, &off);
     let met = r <= TRACING_GOAL && per_round <= TRACING_GOAL;
+    let (lo, hi) = paired_interval(&on, &off);
     println!("  ratio tracing on / off (median): {r:.3}");
     println!(
         "    round by round: median of the {n} rounds' ratios {per_round:.3}, traced the shorter in {shorter} of {n}  \
          (goal ≤ {TRACING_GOAL} by both: {})",
         if met { "met" } else { "NOT met" }
     );
+    // The interval says whether the run could tell at all.
+    let verdict = if hi <= TRACING_GOAL {
+        "within the goal"
+    } else if lo > TRACING_GOAL {
+        "above the goal"
+    } else {
+        "it spans the goal: this run cannot settle it"
+    };
+    println!("    90% interval of the round-by-round ratio: {lo:.3}–{hi:.3}  ({verdict})");
     Ok(())
 }
