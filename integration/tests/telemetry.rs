@@ -52,12 +52,14 @@ fn of_container<'a>(points: &'a [Point], name: &str, id: &str) -> Vec<&'a Point>
         .collect()
 }
 
-/// The number the shim logged for the guest's telemetry streams at teardown.
-/// How many telemetry streams the guest says it opened (its console is in
-/// the shim's log); `None` if the guest's console never reached the log.
+/// How many telemetry streams the guest says it sampled for (its console is
+/// in the shim's log); `None` if the guest's console never reached the log.
 fn telemetry_streams(log: &str) -> Option<usize> {
-    log.contains("serving TTRPC to host port")
-        .then(|| log.lines().filter(|l| l.contains("telemetry stream opened (")).count())
+    log.contains("serving TTRPC to host port").then(|| {
+        log.lines()
+            .filter(|l| l.contains("telemetry stream sampling ("))
+            .count()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
