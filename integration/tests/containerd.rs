@@ -204,8 +204,13 @@ fn pause_and_resume(v: ContainerdVersion) {
             .parse::<u64>()
             .unwrap_or(0)
     };
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(read() > 0, "the counter runs");
+    // Its first write, waited for rather than slept for: under load the
+    // emulated guest can take over a second to reach it (a fixed 1 s failed
+    // a fresh-clone CI once).
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || read() > 0),
+        "the counter runs"
+    );
 
     ok(&ctd.ctr(&["task", "pause", "pause1"]), &ctd);
     assert!(
