@@ -106,7 +106,6 @@ async fn create_start_wait_delete_over_task_api_v3() {
     assert!(!std::path::Path::new(&socket).exists(), "the shim removed its socket");
 }
 
-/// The status of an RPC that had to fail with one.
 /// containerd hands the rootfs over as mounts for the shim to mount on the
 /// bundle; Delete unmounts them, as the runc shim does. (containerd mops up
 /// a rootfs a shim left mounted, so its own suites would not see the leak.)
@@ -124,6 +123,7 @@ async fn delete_unmounts_the_overlay_rootfs_it_mounted() {
     assert_eq!(mounts_mentioning(&rootfs), Vec::<String>::new(), "Delete unmounted it");
 }
 
+/// The status of an RPC that had to fail with one.
 fn rpc_status(err: ttrpc::Error) -> ttrpc::proto::Status {
     let ttrpc::Error::RpcStatus(status) = err else {
         panic!("{err:?}")
