@@ -71,11 +71,7 @@ pub fn ratio(a: &Samples, b: &Samples) -> f64 {
 /// how many rounds `a` was the shorter: a drift in the machine's speed from
 /// round to round cancels out of each pair, not out of two medians.
 pub fn paired(a: &Samples, b: &Samples) -> (f64, usize) {
-    let ratios: Vec<f64> =
-        a.0.iter()
-            .zip(&b.0)
-            .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
-            .collect();
+    let ratios = round_ratios(a, b);
     let shorter = ratios.iter().filter(|r| **r < 1.0).count();
     let mut sorted = ratios;
     sorted.sort_by(f64::total_cmp);
@@ -90,11 +86,7 @@ pub fn paired(a: &Samples, b: &Samples) -> (f64, usize) {
 /// settle either way.
 pub fn paired_interval(a: &Samples, b: &Samples) -> (f64, f64) {
     const RESAMPLES: usize = 2000;
-    let ratios: Vec<f64> =
-        a.0.iter()
-            .zip(&b.0)
-            .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
-            .collect();
+    let ratios = round_ratios(a, b);
     if ratios.is_empty() {
         return (f64::NAN, f64::NAN);
     }
@@ -117,6 +109,14 @@ pub fn paired_interval(a: &Samples, b: &Samples) -> (f64, f64) {
         .collect();
     medians.sort_by(f64::total_cmp);
     (medians[RESAMPLES / 20], medians[RESAMPLES - 1 - RESAMPLES / 20])
+}
+
+/// `a[i] / b[i]` for each round both have a sample of.
+fn round_ratios(a: &Samples, b: &Samples) -> Vec<f64> {
+    a.0.iter()
+        .zip(&b.0)
+        .map(|(x, y)| x.as_secs_f64() / y.as_secs_f64())
+        .collect()
 }
 
 /// The middle of a sorted series; `mean` of the middle two for an even count.
