@@ -11,6 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tracing::{debug, info_span, warn, Instrument, Span};
 
 use super::relay::RelayEnd;
@@ -73,18 +74,44 @@ async fn span_drain(sandbox: &Sandbox) {
     .await;
 }
 
-/// Waits for the relay's end, and says how it ended (`RelayEnd`, or
-/// `timeout`); None without a relay.
+/// How the wait for the relay ended: the relay's own end, or the waiter's
+/// bound (the relay never times out by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    Relay(RelayEnd),
+    TimedOut,
+}
+
+impl Drained {
+    fn as_str(self) -> &'static str {
+        match self {
+            Drained::Relay(end) => end.as_str(),
+            Drained::TimedOut => "timeout",
+        }
+    }
+}
+
+/// Waits for the relay's end, at most `RELAY_DRAIN`; None without a relay.
 async fn wait_relay(sandbox: &Sandbox) -> Option<&'static str> {
     let relay = sandbox.relay.lock().expect("relay lock").take()?;
-    Some(match tokio::time::timeout(RELAY_DRAIN, relay).await {
-        Ok(Ok(end)) => end.as_str(),
-        Ok(Err(_)) => RelayEnd::Failed.as_str(),
+    let drained = drain(relay, RELAY_DRAIN).await;
+    if drained == Drained::TimedOut {
+        warn!(sandbox = %sandbox.id, "the guest's span stream did not end in time");
+    }
+    Some(drained.as_str())
+}
+
+/// The relay's end, or `TimedOut` after `bound`; a relay still running then
+/// is stopped (the VM ends next, and its stream with it), not left behind.
+async fn drain(mut relay: JoinHandle<RelayEnd>, bound: Duration) -> Drained {
+    match tokio::time::timeout(bound, &mut relay).await {
+        Ok(Ok(end)) => Drained::Relay(end),
+        Ok(Err(_)) => Drained::Relay(RelayEnd::Failed),
         Err(_) => {
-            warn!(sandbox = %sandbox.id, "the guest's span stream did not end in time");
-            "timeout"
+            relay.abort();
+            Drained::TimedOut
         }
-    })
+    }
 }
 
 async fn cleanup(sandbox: &Sandbox) {
@@ -95,4 +122,58 @@ async fn cleanup(sandbox: &Sandbox) {
         }
     }
     sandbox.shared.lock().expect("shared lock").unmount();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{drain, Drained, RelayEnd};
+
+    /// Sets its flag when dropped: the task holding it is gone.
+    struct Gone(Arc<AtomicBool>);
+
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relay_that_ended_says_how() {
+        let ended = tokio::spawn(async { RelayEnd::LastBatch });
+        assert_eq!(
+            drain(ended, Duration::from_secs(5)).await,
+            Drained::Relay(RelayEnd::LastBatch)
+        );
+        let panicked = tokio::spawn(async { panic!("relay panicked") });
+        assert_eq!(
+            drain(panicked, Duration::from_secs(5)).await,
+            Drained::Relay(RelayEnd::Failed)
+        );
+        assert_eq!(Drained::Relay(RelayEnd::StreamEnd).as_str(), "stream_end");
+    }
+
+    #[tokio::test]
+    async fn a_relay_past_the_bound_is_stopped() {
+        let gone = Arc::new(AtomicBool::new(false));
+        let guard = Gone(gone.clone());
+        let stuck = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<RelayEnd>().await
+        });
+        let drained = drain(stuck, Duration::from_millis(20)).await;
+        assert_eq!(drained, Drained::TimedOut);
+        assert_eq!(drained.as_str(), "timeout");
+        // The aborted task drops what it held at its next turn.
+        for _ in 0..100 {
+            if gone.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the relay past its bound is still running");
+    }
 }
