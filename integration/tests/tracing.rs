@@ -13,6 +13,20 @@ use voidbox_integration::trace_tree::Tree;
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
+/// The span `name` has `key` = `want`.
+fn assert_attribute(spans: &[voidbox_integration::otlp::Span], name: &str, key: &str, want: &str) {
+    let span = spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} span"));
+    assert_eq!(
+        span.attributes.get(key).map(String::as_str),
+        Some(want),
+        "{name}: {:?}",
+        span.attributes
+    );
+}
+
 /// Runs one container through the v3 API with `metadata` on every call.
 async fn run_container(shim: &ShimUnderTest, metadata: &[(&str, &str)]) {
     shim.create_and_start(metadata).await;
@@ -71,19 +85,16 @@ async fn a_v3_client_with_traceparent_gets_one_trace_across_the_vm() {
     }
     // The guest marked its last batch, so teardown did not wait for the
     // stream's end, which can trail behind the guest's power-off.
-    let last = spans.iter().find(|s| s.name == "LastSpans").unwrap();
-    assert_eq!(
-        last.attributes.get("relay.end").map(String::as_str),
-        Some("last_batch"),
-        "{:?}",
-        last.attributes
-    );
+    assert_attribute(&spans, "LastSpans", "relay.end", "last_batch");
     let crun = spans.iter().find(|s| s.name == "crun.create").unwrap();
     assert!(
         crun.attributes.get("crun.args").is_some_and(|a| a.contains("create")),
         "guest attributes survive: {:?}",
         crun.attributes
     );
+    // A spec without poststart hooks starts through crun's exec FIFO, with
+    // no crun process of its own.
+    assert_attribute(&spans, "crun.start", "crun.exec_fifo", "true");
     println!("{tree}");
     // make test-tracing keeps this run's trace for make jaeger-gantt.
     if let Ok(out) = std::env::var("VOIDBOX_TRACE_OUT") {

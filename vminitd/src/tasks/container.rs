@@ -18,6 +18,8 @@ pub struct Container {
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     pub paused: AtomicBool,
+    /// Whether its spec has poststart hooks (set at create; see `crun::start`).
+    pub poststart_hooks: AtomicBool,
     pub oom_watch: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -28,6 +30,7 @@ impl Container {
             init: Process::new("", None),
             execs: Mutex::new(HashMap::new()),
             paused: AtomicBool::new(false),
+            poststart_hooks: AtomicBool::new(false),
             oom_watch: Mutex::new(None),
         }
     }

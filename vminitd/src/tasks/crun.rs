@@ -1,5 +1,7 @@
 //! Driving crun. Each call runs `crun --root /run/crun --log <bundle>/crun.log
-//! --log-format json ...` and, on failure, reports crun's own last error.
+//! --log-format json ...` and, on failure, reports crun's own last error;
+//! but a start without poststart hooks writes crun's exec FIFO instead
+//! (`exec_fifo.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -7,6 +9,7 @@ use std::process::{Command, Stdio};
 use nix::sys::wait::WaitStatus;
 use tracing::Instrument;
 
+use super::exec_fifo;
 use crate::reaper::Reaper;
 use crate::tasks::error::TaskError;
 
@@ -114,8 +117,24 @@ impl Crun {
         self.run("create", bundle, &args, Some(stdio)).await
     }
 
-    pub async fn start(&self, id: &str, bundle: &Path) -> Result<(), TaskError> {
-        self.run("start", bundle, &["start", id], None).await
+    /// Starts the created container `id`: through `crun start` when its
+    /// spec has poststart hooks, which crun runs; else by crun's exec FIFO
+    /// directly, sparing a crun process (`exec_fifo.rs`).
+    pub async fn start(&self, id: &str, bundle: &Path, poststart_hooks: bool) -> Result<(), TaskError> {
+        if poststart_hooks {
+            return self.run("start", bundle, &["start", id], None).await;
+        }
+        let span = tracing::info_span!("crun", otel.name = "crun.start", crun.exec_fifo = true);
+        let released = span.in_scope(|| exec_fifo::release(Path::new(ROOT), id));
+        let result = released.map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => TaskError::Precondition(format!("container {id} is not running: its init has exited")),
+            Some(libc::ENOENT) => TaskError::Precondition(format!("container {id} is not waiting to start")),
+            _ => TaskError::io("start through", exec_fifo::path(Path::new(ROOT), id), e),
+        });
+        if let Err(e) = &result {
+            crate::trace::fail(&span, e.to_string(), "crun".into());
+        }
+        result
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -4,6 +4,7 @@ mod cgroup;
 mod container;
 mod crun;
 mod error;
+mod exec_fifo;
 mod process;
 mod service;
 mod shares;

@@ -7,9 +7,18 @@ use voidbox_api::ids::guest_cgroup_path;
 
 use crate::tasks::error::TaskError;
 
+/// A container's spec as crun gets it, and what its start needs.
+#[derive(Debug)]
+pub struct GuestSpec {
+    pub json: Vec<u8>,
+    /// Whether it has poststart hooks, which only `crun start` runs. (The
+    /// shim drops every host hook, so none reach an honest guest today.)
+    pub poststart_hooks: bool,
+}
+
 /// Points the spec at `rootfs`, after checking that its cgroup is the one
 /// the guest reads stats, pids and OOM kills from.
-pub fn for_guest(spec: &[u8], id: &str, rootfs: &str) -> Result<Vec<u8>, TaskError> {
+pub fn for_guest(spec: &[u8], id: &str, rootfs: &str) -> Result<GuestSpec, TaskError> {
     let mut v: Value =
         serde_json::from_slice(spec).map_err(|e| TaskError::Invalid(format!("config.json is not valid JSON: {e}")))?;
     let obj = v
@@ -20,7 +29,14 @@ pub fn for_guest(spec: &[u8], id: &str, rootfs: &str) -> Result<Vec<u8>, TaskErr
     root.as_object_mut()
         .ok_or_else(|| TaskError::Invalid("config.json: root is not an object".into()))?
         .insert("path".into(), Value::String(rootfs.into()));
-    Ok(serde_json::to_vec_pretty(&v).expect("a Value serializes"))
+    let poststart_hooks = v
+        .pointer("/hooks/poststart")
+        .and_then(Value::as_array)
+        .is_some_and(|hooks| !hooks.is_empty());
+    Ok(GuestSpec {
+        json: serde_json::to_vec_pretty(&v).expect("a Value serializes"),
+        poststart_hooks,
+    })
 }
 
 /// `linux.cgroupsPath` must be exactly `guest_cgroup_path(id)`.
@@ -47,7 +63,9 @@ mod tests {
     #[test]
     fn sets_root_and_keeps_the_rest() {
         let spec = br#"{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"args":["sh"]},"linux":{"cgroupsPath":"/containers/c1"}}"#;
-        let out: Value = serde_json::from_slice(&for_guest(spec, "c1", "/run/c1/rootfs").unwrap()).unwrap();
+        let guest = for_guest(spec, "c1", "/run/c1/rootfs").unwrap();
+        assert!(!guest.poststart_hooks);
+        let out: Value = serde_json::from_slice(&guest.json).unwrap();
         assert_eq!(out["root"]["path"], "/run/c1/rootfs");
         assert_eq!(out["root"]["readonly"], true);
         assert_eq!(out["linux"]["cgroupsPath"], "/containers/c1");
@@ -57,6 +75,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not valid JSON"));
+    }
+
+    #[test]
+    fn says_whether_a_start_runs_hooks() {
+        let with = |hooks: &str| {
+            let spec = format!(r#"{{{hooks}"linux":{{"cgroupsPath":"/containers/c1"}}}}"#);
+            for_guest(spec.as_bytes(), "c1", "/r").unwrap().poststart_hooks
+        };
+        assert!(with(r#""hooks":{"poststart":[{"path":"/usr/bin/crun"}]},"#));
+        assert!(!with(r#""hooks":{"poststart":[]},"#));
+        assert!(!with(r#""hooks":{"prestart":[{"path":"/usr/bin/crun"}]},"#));
+        assert!(!with(""));
     }
 
     #[test]

@@ -68,7 +68,10 @@ async fn create_in(svc: &TaskService, container: &Arc<Container>, req: &CreateRe
     let sent = std::fs::read(&config_path)
         .map_err(|_| TaskError::Precondition(format!("container {}: no config.json (PutBundle first)", req.id)))?;
     let config = spec::for_guest(&sent, &req.id, &rootfs_s)?;
-    std::fs::write(&config_path, config).map_err(|e| TaskError::io("write", &config_path, e))?;
+    std::fs::write(&config_path, config.json).map_err(|e| TaskError::io("write", &config_path, e))?;
+    container
+        .poststart_hooks
+        .store(config.poststart_hooks, std::sync::atomic::Ordering::SeqCst);
 
     let streams = Streams::connect(req.stdio.as_ref().unwrap_or_default())
         .instrument(info_span!("stdio.connect"))
@@ -97,7 +100,8 @@ pub async fn start(svc: &TaskService, req: StartRequest) -> Result<StartResponse
                 req.id
             )));
         }
-        svc.crun.start(&req.id, &container.bundle()).await?;
+        let hooks = container.poststart_hooks.load(std::sync::atomic::Ordering::SeqCst);
+        svc.crun.start(&req.id, &container.bundle(), hooks).await?;
         process.pid()
     } else {
         exec::start(svc, &container, &process).await?
