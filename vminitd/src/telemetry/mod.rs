@@ -48,8 +48,8 @@ impl Telemetry for TelemetryService {
                     // On the console, which the host logs: whether the guest
                     // ever sampled is visible from the outside. Not at the
                     // opening, for the same reason as the first sample: a
-                    // console line costs this emulated guest about 5 ms
-                    // (docs/performance-tracing.md).
+                    // line, its formatting's first run above all, costs this
+                    // emulated guest (docs/performance-tracing.md).
                     info!("telemetry stream sampling ({n} since boot): a sample every {interval:?}");
                 }
                 // A failed send means the host hung up: stop sampling.
