@@ -185,6 +185,39 @@ async fn two_creates_of_one_id_at_once_give_one_container_and_one_already_exists
     shim.assert_gone_clean(Duration::from_secs(10)).await;
 }
 
+/// A Kill whose process dies at once can still be in flight when the exit
+/// reaches containerd, which may Delete the task, and so end its VM, before
+/// the Kill's answer is in (containerd 2.1 stopping a pod did, once, under
+/// load). The Kill then answers as for a finished process (NotFound), which
+/// containerd takes for done, never with the VM's lost connection. The test
+/// image's guest holds Kill's answer back (`voidbox.test.kill_answer_delay_ms`)
+/// so that the Delete always overtakes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_overtaken_by_delete_answers_as_for_a_finished_process() {
+    let env = [("VOIDBOX_GUEST_CMDLINE", "voidbox.test.kill_answer_delay_ms=2000")];
+    let shim = ShimUnderTest::start_with_env("killrace", &spec(&["sleep", "300"]), &env).await;
+    shim.create_and_start(&[]).await;
+    let kill = KillRequest {
+        id: shim.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    let delete = DeleteRequest {
+        id: shim.id.clone(),
+        ..Default::default()
+    };
+    let (killed, deleted) = tokio::join!(shim.client.kill(shim.ctx(&[]), &kill), async {
+        shim.wait(&[]).await;
+        shim.client.delete(shim.ctx(&[]), &delete).await
+    });
+    assert_eq!(deleted.expect("Delete").exit_status, 137);
+    let status = rpc_status(killed.expect_err("the VM ended before the Kill's answer"));
+    assert_eq!(status.code(), ttrpc::Code::NOT_FOUND, "{status:?}");
+    assert_eq!(status.message(), "process init already finished");
+    shim.shutdown(&[]).await;
+    shim.assert_gone_clean(Duration::from_secs(10)).await;
+}
+
 /// A spec field the guest cannot honour, or one voidbox does not know, is
 /// refused by name before any VM boots, never dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,8 @@ mod tasks;
 mod telemetry;
 #[cfg(feature = "debug-rpcs")]
 mod test_clock;
+#[cfg(feature = "debug-rpcs")]
+mod test_delay;
 mod trace;
 mod vsock;
 

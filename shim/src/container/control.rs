@@ -15,11 +15,9 @@ use crate::io::IoPaths;
 impl Container {
     pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         let p = self.process(exec_id)?;
+        let finished = || ShimError::NotFound(format!("process {} already finished", display_exec(exec_id)));
         if p.exit().is_some() || self.vm_gone() {
-            return Err(ShimError::NotFound(format!(
-                "process {} already finished",
-                display_exec(exec_id)
-            )));
+            return Err(finished());
         }
         let kill = guest::KillRequest {
             id: self.id.clone(),
@@ -28,7 +26,15 @@ impl Container {
             all,
             ..Default::default()
         };
-        Ok(self.guest().kill(&kill).await?)
+        match self.guest().kill(&kill).await {
+            Ok(()) => Ok(()),
+            // The process died of the signal, and its exit overtook the
+            // answer: a Delete may have ended the VM, and the connection
+            // with it, before the answer came. That is the answer a Kill
+            // a moment later gets, and containerd takes it for done.
+            Err(_) if p.exit().is_some() || self.vm_gone() => Err(finished()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Registers exec process `exec_id`; Start runs it.

@@ -25,6 +25,8 @@ pub async fn kill(svc: &TaskService, req: KillRequest) -> Result<KillResponse> {
     }
     if req.exec_id.is_empty() {
         svc.crun.kill(&req.id, &container.bundle(), req.signal, req.all).await?;
+        #[cfg(feature = "debug-rpcs")]
+        crate::test_delay::before_kill_answer().await;
     } else {
         let sig =
             Signal::try_from(req.signal as i32).map_err(|_| TaskError::Invalid(format!("signal {}", req.signal)))?;

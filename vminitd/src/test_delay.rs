@@ -1,0 +1,19 @@
+//! A test-only delay (built only with the `debug-rpcs` feature, the test
+//! image's): `voidbox.test.kill_answer_delay_ms=N` holds Kill's answer N ms
+//! after the signal went out. The container's exit, and a Delete that ends
+//! the VM, can then overtake the answer, as they did once under load; the
+//! shim must answer such a Kill as for a finished process.
+
+use std::time::Duration;
+
+use crate::cmdline::Cmdline;
+
+/// Waits as long as the command line asks, if it asks.
+pub async fn before_kill_answer() {
+    let delay = Cmdline::read()
+        .get("voidbox.test.kill_answer_delay_ms")
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
