@@ -98,7 +98,7 @@ async fn a_guest_span_arrives_as_recorded() {
         .expect("start VM");
     let guest = GuestClient::connect(&vm).await.expect("guest");
     let clock = Arc::new(Clock::new(started));
-    clock.sync_at_boot(&guest, true).await.expect("clock sync");
+    clock.sync_at_boot(&guest, true, true).await.expect("clock sync");
     let stats = Arc::new(RelayStats::default());
     let relaying = relay::start(
         guest.clone(),

@@ -17,11 +17,13 @@ use crate::vm::{Backend, MicroVm, VmConfig, VmError};
 /// How often the clock offset is measured again while the VM runs.
 const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
-/// VMSpawn, WaitForReady, then the guest clock set from the host's.
+/// VMSpawn, WaitForReady, then the guest clock set from the host's, and
+/// measured after if `measure_clock` (guest spans or metrics are on).
 pub(super) async fn boot(
     backend: &dyn Backend,
     config: VmConfig,
     clock: Arc<Clock>,
+    measure_clock: bool,
     span: Span,
     attrs: Vec<KeyValue>,
 ) -> Result<(Arc<MicroVm>, GuestClient)> {
@@ -57,7 +59,7 @@ pub(super) async fn boot(
     // A VM that ends mid-exchange fails the boot at once, saying so, not
     // when the RPC's bound runs out.
     let synced = tokio::select! {
-        s = traced(info_span!("ClockSync"), async { Ok(clock.sync_at_boot(&guest, set_time).await?) }) => s,
+        s = traced(info_span!("ClockSync"), async { Ok(clock.sync_at_boot(&guest, set_time, measure_clock).await?) }) => s,
         exit = vm.wait() => Err(ShimError::from(VmError::EndedBeforeReady { exit })),
     };
     let (before, after) = match synced {
@@ -69,19 +71,28 @@ pub(super) async fn boot(
     };
     phase("clock_sync", t);
     phase("total", begun);
-    record_clock(&after, &attrs);
     span.set_attribute("clock.offset_before_sync_ns", before.offset_ns);
-    span.set_attribute("clock.offset_ns", after.offset_ns);
-    span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
     if !set_time {
         span.set_attribute("clock.set", false);
     }
-    info!(
-        offset_ns = after.offset_ns,
-        uncertainty_ns = after.uncertainty_ns,
-        skew_before_ns = before.offset_ns,
-        "guest clock set"
-    );
+    match after {
+        Some(after) => {
+            record_clock(&after, &attrs);
+            span.set_attribute("clock.offset_ns", after.offset_ns);
+            span.set_attribute("clock.uncertainty_ns", after.uncertainty_ns);
+            info!(
+                offset_ns = after.offset_ns,
+                uncertainty_ns = after.uncertainty_ns,
+                skew_before_ns = before.offset_ns,
+                "guest clock set"
+            );
+        }
+        None => info!(
+            skew_before_ns = before.offset_ns,
+            uncertainty_ns = before.uncertainty_ns,
+            "guest clock set (not measured after: no spans or metrics use it)"
+        ),
+    }
     Ok((vm, guest))
 }
 

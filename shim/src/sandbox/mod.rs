@@ -138,7 +138,18 @@ impl Sandbox {
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);
-            let booted = boot::boot(backend, config, clock.clone(), boot_span.clone(), boot_attrs).await;
+            // Guest spans are rebased by the measured offset, and metrics
+            // report it; without either it is measured for nothing.
+            let measure_clock = obs.spans.is_some() || obs.telemetry.is_some();
+            let booted = boot::boot(
+                backend,
+                config,
+                clock.clone(),
+                measure_clock,
+                boot_span.clone(),
+                boot_attrs,
+            )
+            .await;
             let configured = match (&booted, &network) {
                 (Ok((_, guest)), Some(net)) => traced(info_span!("NetworkConfigure"), net.configure_guest(guest)).await,
                 _ => Ok(()),

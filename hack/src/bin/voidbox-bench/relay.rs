@@ -70,7 +70,10 @@ async fn boot(name: &str, buffer: u64) -> Result<Vm, String> {
         .map_err(|e| format!("{name}: {e}"))?;
     let guest = GuestClient::connect(&vm).await.map_err(|e| format!("{name}: {e}"))?;
     let clock = Arc::new(Clock::new(started));
-    clock.sync_at_boot(&guest, true).await.map_err(|e| e.to_string())?;
+    clock
+        .sync_at_boot(&guest, true, true)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(Vm { vm, guest, clock })
 }
 

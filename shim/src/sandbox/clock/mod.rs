@@ -91,21 +91,30 @@ impl Clock {
     }
 
     /// Sets the guest's wall clock from the host's (unless `set_time` is
-    /// false: the clock tests' deliberately wrong guest clock), then
-    /// measures what offset remains. Returns (offset before, offset after).
-    pub async fn sync_at_boot(&self, guest: &GuestClient, set_time: bool) -> Result<(Sample, Sample), GuestError> {
-        let before = measure(guest, 3).await?;
-        if !set_time {
-            let after = self.remeasure(guest).await?;
-            return Ok((before, after));
+    /// false: the clock tests' deliberately wrong guest clock), then, if
+    /// `measure`, measures what offset remains and keeps it. Only guest
+    /// spans (rebased by it) and the clock metrics use that measure; a VM
+    /// with neither is spared its exchanges. Returns (offset before, offset
+    /// after if measured).
+    pub async fn sync_at_boot(
+        &self,
+        guest: &GuestClient,
+        set_time: bool,
+        measure: bool,
+    ) -> Result<(Sample, Option<Sample>), GuestError> {
+        let before = self::measure(guest, 3).await?;
+        if set_time {
+            let req = SetTimeRequest {
+                // The request reaches the guest about half a round trip later.
+                realtime_unix_nano: now_ns().saturating_add(before.uncertainty_ns),
+                ..Default::default()
+            };
+            guest.set_time(&req).await?;
         }
-        let req = SetTimeRequest {
-            // The request reaches the guest about half a round trip later.
-            realtime_unix_nano: now_ns().saturating_add(before.uncertainty_ns),
-            ..Default::default()
+        let after = match measure {
+            true => Some(self.remeasure(guest).await?),
+            false => None,
         };
-        guest.set_time(&req).await?;
-        let after = self.remeasure(guest).await?;
         Ok((before, after))
     }
 
