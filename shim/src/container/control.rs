@@ -15,8 +15,9 @@ use crate::io::IoPaths;
 impl Container {
     pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         let p = self.process(exec_id)?;
+        let ended = || p.exit().is_some() || self.vm_gone();
         let finished = || ShimError::NotFound(format!("process {} already finished", display_exec(exec_id)));
-        if p.exit().is_some() || self.vm_gone() {
+        if ended() {
             return Err(finished());
         }
         let kill = guest::KillRequest {
@@ -32,7 +33,7 @@ impl Container {
             // answer: a Delete may have ended the VM, and the connection
             // with it, before the answer came. That is the answer a Kill
             // a moment later gets, and containerd takes it for done.
-            Err(_) if p.exit().is_some() || self.vm_gone() => Err(finished()),
+            Err(_) if ended() => Err(finished()),
             Err(e) => Err(e.into()),
         }
     }

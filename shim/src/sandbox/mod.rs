@@ -123,6 +123,9 @@ impl Sandbox {
         );
         // Before the VM exists: no guest timestamp may be older.
         let clock = Arc::new(Clock::new(clock::now_ns()));
+        // Guest spans are rebased by the measured offset, and metrics report
+        // it; without either it is measured for nothing, at boot or after.
+        let measure_clock = obs.spans.is_some() || obs.telemetry.is_some();
         let mut boot_attrs = attrs.clone();
         boot_attrs.push(KeyValue::new("vm.backend", backend.name()));
         let (vm, guest, network) = traced(boot_span.clone(), async {
@@ -138,9 +141,6 @@ impl Sandbox {
                 None => None,
             };
             config.network = network.as_ref().map(PodNet::vm_network);
-            // Guest spans are rebased by the measured offset, and metrics
-            // report it; without either it is measured for nothing.
-            let measure_clock = obs.spans.is_some() || obs.telemetry.is_some();
             let booted = boot::boot(
                 backend,
                 config,
@@ -208,7 +208,7 @@ impl Sandbox {
                 Err(e) => warn!(sandbox = %id, "port-forward: {e}"),
             }
         }
-        if obs.spans.is_some() || obs.telemetry.is_some() {
+        if measure_clock {
             tasks.push(tokio::spawn(boot::resync_clock(
                 guest.clone(),
                 clock,

@@ -53,10 +53,7 @@ impl Crun {
     ) -> Result<(), TaskError> {
         let span = tracing::info_span!("crun", otel.name = %format!("crun.{op}"), crun.args = %args.join(" "));
         let result = self.run_crun(op, bundle, args, stdio).instrument(span.clone()).await;
-        if let Err(e) = &result {
-            crate::trace::fail(&span, e.to_string(), "crun".into());
-        }
-        result
+        marked(&span, result)
     }
 
     async fn run_crun(
@@ -131,10 +128,7 @@ impl Crun {
             Some(libc::ENOENT) => TaskError::Precondition(format!("container {id} is not waiting to start")),
             _ => TaskError::io("start through", exec_fifo::path(Path::new(ROOT), id), e),
         });
-        if let Err(e) = &result {
-            crate::trace::fail(&span, e.to_string(), "crun".into());
-        }
-        result
+        marked(&span, result)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -185,6 +179,14 @@ impl Crun {
         self.run("update", bundle, &["update", "--resources", &r, id], None)
             .await
     }
+}
+
+/// `result`, with its error (if any) marked on `span`, a crun operation's.
+fn marked(span: &tracing::Span, result: Result<(), TaskError>) -> Result<(), TaskError> {
+    if let Err(e) = &result {
+        crate::trace::fail(span, e.to_string(), "crun".into());
+    }
+    result
 }
 
 /// The message of the last error crun logged (JSON lines with "msg").
