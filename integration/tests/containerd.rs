@@ -347,13 +347,7 @@ fn a_container_over_its_memory_limit_is_oom_killed(v: ContainerdVersion) {
 fn a_vm_that_dies_ends_its_processes_with_255(v: ContainerdVersion) {
     let ctd = Containerd::start_on(v, "vmdeath", &[]);
     let events = ctd.events();
-    let mut run = ctd
-        .run_command("death1", &[], &["sh", "-c", "echo ready; sleep 300"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 6];
-    run.stdout.as_mut().unwrap().read_exact(&mut ready).unwrap();
+    run_detached(&ctd, "death1", &["sleep", "300"]);
     let vmm = voidbox_integration::vmm_program();
     let vmms: Vec<String> = voidbox_integration::processes_mentioning(&ctd.vm_state_root())
         .into_iter()
@@ -362,12 +356,26 @@ fn a_vm_that_dies_ends_its_processes_with_255(v: ContainerdVersion) {
     assert_eq!(vmms.len(), 1, "{vmms:?}");
     let pid: i32 = vmms[0].split(':').next().unwrap().parse().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    assert_eq!(
-        run.wait().unwrap().code(),
-        Some(255),
-        "the task exits with 255 when its VM dies"
+    assert!(
+        events.wait_for("/tasks/exit", "\"exit_status\":255", Duration::from_secs(5)),
+        "the task exits with 255 when its VM dies: {:?}",
+        events.topic("/tasks/exit")
     );
-    assert!(events.wait_for("/tasks/exit", "\"exit_status\":255", Duration::from_secs(5)));
+    // What is asked of it then gets one clear answer, not the broken
+    // connection's ("channel closed").
+    for args in [
+        &["task", "pause", "death1"][..],
+        &["task", "resume", "death1"],
+        &["task", "ps", "death1"],
+    ] {
+        let out = ctd.ctr(args);
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("container death1 is not running: its VM has ended"),
+            "ctr {args:?}: {err}"
+        );
+    }
+    remove(&ctd, "death1");
     ctd.assert_clean();
 }
 
