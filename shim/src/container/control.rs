@@ -2,9 +2,7 @@
 //! pause and resume, resource updates, its processes and its cgroup stats.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use voidbox_api::task as guest;
 
@@ -12,12 +10,7 @@ use super::lifecycle::display_exec;
 use super::process::Process;
 use super::Container;
 use crate::error::{Result, ShimError};
-use crate::guest::GuestError;
 use crate::io::IoPaths;
-
-/// How long a guest call whose connection failed waits to learn whether the
-/// VM ended under it: the VMM's end is known a moment after its socket's.
-const VM_ENDING_GRACE: Duration = Duration::from_millis(500);
 
 impl Container {
     pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
@@ -123,27 +116,5 @@ impl Container {
             ..Default::default()
         };
         Ok(self.ask(self.guest().stats(&r)).await?.files)
-    }
-
-    /// Asks the guest. A VM that has ended, before the call or under it (its
-    /// connection failed), gets the same clear error from every RPC rather
-    /// than the broken connection's ("channel closed").
-    async fn ask<T>(&self, call: impl Future<Output = std::result::Result<T, GuestError>>) -> Result<T> {
-        if self.vm_gone() {
-            return Err(self.vm_ended());
-        }
-        match call.await {
-            Ok(v) => Ok(v),
-            // The guest's own verdict passes through.
-            Err(e) if e.code().is_some() => Err(e.into()),
-            Err(e) => match tokio::time::timeout(VM_ENDING_GRACE, self.vm().wait()).await {
-                Ok(_) => Err(self.vm_ended()),
-                Err(_) => Err(e.into()),
-            },
-        }
-    }
-
-    fn vm_ended(&self) -> ShimError {
-        ShimError::FailedPrecondition(format!("container {} is not running: its VM has ended", self.id))
     }
 }

@@ -44,9 +44,9 @@ impl Container {
                 stdio: Some(ids).into(),
                 ..Default::default()
             };
-            if let Err(e) = self.guest().exec(&exec).await {
+            if let Err(e) = self.ask(self.guest().exec(&exec)).await {
                 io.abort(&self.sandbox.mux);
-                return Err(e.into());
+                return Err(e);
             }
             p.set_io(Arc::new(io));
         }
@@ -55,7 +55,7 @@ impl Container {
             exec_id: p.exec_id.clone(),
             ..Default::default()
         };
-        match self.guest().start(&start).await {
+        match self.ask(self.guest().start(&start)).await {
             Ok(resp) => {
                 p.set_pid(resp.pid);
                 p.set_running();
@@ -65,7 +65,7 @@ impl Container {
                 if let Some(io) = p.io().filter(|_| is_exec) {
                     io.abort(&self.sandbox.mux);
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -110,7 +110,7 @@ impl Container {
                 exec_id: p.exec_id.clone(),
                 ..Default::default()
             };
-            self.guest().delete(&del).await?;
+            self.ask(self.guest().delete(&del)).await?;
         }
         self.execs.lock().expect("execs lock").remove(&p.exec_id);
         Ok(())

@@ -12,19 +12,24 @@ pub use create::{create, CreateOptions};
 pub use process::{Process, Status};
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use self::rootfs::Rootfs;
 use crate::error::{Result, ShimError};
-use crate::guest::GuestClient;
+use crate::guest::{GuestClient, GuestError};
 use crate::sandbox::{ContainerShare, Sandbox};
 use crate::spec::Role;
 use crate::vm::MicroVm;
+
+/// How long a guest call whose connection failed waits to learn whether the
+/// VM ended under it: the VMM's end is known a moment after its socket's.
+const VM_ENDING_GRACE: Duration = Duration::from_millis(500);
 
 pub struct Container {
     pub id: String,
@@ -78,6 +83,28 @@ impl Container {
     /// Whether the container's VM has ended.
     pub fn vm_gone(&self) -> bool {
         self.sandbox.vm.try_exit().is_some()
+    }
+
+    /// Asks the guest. A VM that has ended, before the call or under it (its
+    /// connection failed), gets the same clear error from every RPC rather
+    /// than the broken connection's ("channel closed").
+    async fn ask<T>(&self, call: impl Future<Output = std::result::Result<T, GuestError>>) -> Result<T> {
+        if self.vm_gone() {
+            return Err(self.vm_ended());
+        }
+        match call.await {
+            Ok(v) => Ok(v),
+            // The guest's own verdict passes through.
+            Err(e) if e.code().is_some() => Err(e.into()),
+            Err(e) => match tokio::time::timeout(VM_ENDING_GRACE, self.vm().wait()).await {
+                Ok(_) => Err(self.vm_ended()),
+                Err(_) => Err(e.into()),
+            },
+        }
+    }
+
+    fn vm_ended(&self) -> ShimError {
+        ShimError::FailedPrecondition(format!("container {} is not running: its VM has ended", self.id))
     }
 
     /// Unmounts what the container put in the share and its rootfs. A span
