@@ -27,14 +27,14 @@ impl Container {
             all,
             ..Default::default()
         };
-        match self.guest().kill(&kill).await {
+        match self.ask(self.guest().kill(&kill)).await {
             Ok(()) => Ok(()),
             // The process died of the signal, and its exit overtook the
             // answer: a Delete may have ended the VM, and the connection
             // with it, before the answer came. That is the answer a Kill
             // a moment later gets, and containerd takes it for done.
             Err(_) if ended() => Err(finished()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

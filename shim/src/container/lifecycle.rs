@@ -110,7 +110,12 @@ impl Container {
                 exec_id: p.exec_id.clone(),
                 ..Default::default()
             };
-            self.ask(self.guest().delete(&del)).await?;
+            match self.ask(self.guest().delete(&del)).await {
+                Ok(_) => {}
+                // The VM ended under the call, and the exec with it.
+                Err(_) if self.vm_gone() => {}
+                Err(e) => return Err(e),
+            }
         }
         self.execs.lock().expect("execs lock").remove(&p.exec_id);
         Ok(())
