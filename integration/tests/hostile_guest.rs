@@ -24,7 +24,9 @@ async fn survives(mode: &str, expected: &[&str]) {
     let shim = ShimUnderTest::start_with_env(
         &format!("hostile-{mode}"),
         &spec(&["true"]),
-        &[("VOIDBOX_GUEST_CMDLINE", &cmdline)],
+        // A guest that never answers costs each test the RPC bound: 2 s
+        // rather than the default 10, and the message must name it.
+        &[("VOIDBOX_GUEST_CMDLINE", &cmdline), ("VOIDBOX_RPC_TIMEOUT", "2")],
     )
     .await;
     let create = CreateTaskRequest {
@@ -71,12 +73,12 @@ async fn garbage_frames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpcs_never_answered() {
-    survives("silent", &["guest RPC System.Clock: no answer within 10s"]).await;
+    survives("silent", &["guest RPC System.Clock: no answer within 2s"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_stdio_streams() {
-    survives("flood", &["guest RPC System.Clock: no answer within 10s"]).await;
+    survives("flood", &["guest RPC System.Clock: no answer within 2s"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,6 +179,7 @@ async fn the_phase_that_failed_marks_its_own_span() {
         &spec(&["true"]),
         &[
             ("VOIDBOX_GUEST_CMDLINE", "init=/hostile-init voidbox.hostile=silent"),
+            ("VOIDBOX_RPC_TIMEOUT", "2"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &format!("{endpoint}/v1/traces")),
         ],
     )

@@ -39,6 +39,10 @@ pub struct HostConfig {
     /// How long a guest has to dial in after the VMM starts
     /// (`VOIDBOX_READY_TIMEOUT`, whole seconds), else the VM's default.
     pub ready_timeout: Option<Duration>,
+    /// The bound on the guest's quick RPCs (`VOIDBOX_RPC_TIMEOUT`, whole
+    /// seconds); those that run crun get three times it. Else the guest
+    /// client's default.
+    pub rpc_timeout: Option<Duration>,
     /// containerd's TTRPC address, for events (`TTRPC_ADDRESS`).
     pub ttrpc_address: Option<String>,
     /// Whether `GRPC_ADDRESS` was set (containerd ≥ 1.7).
@@ -69,6 +73,7 @@ impl HostConfig {
         };
         let ready_timeout =
             whole("VOIDBOX_READY_TIMEOUT", 1..=u64::MAX, "seconds, at least 1")?.map(Duration::from_secs);
+        let rpc_timeout = whole("VOIDBOX_RPC_TIMEOUT", 1..=3600, "seconds, 1 to 3600")?.map(Duration::from_secs);
         let tcg_cache_mib = whole("VOIDBOX_TCG_CACHE_MIB", 1..=4096, "MiB, 1 to 4096")?.map(|n| n as u32);
         Ok(HostConfig {
             kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
@@ -82,6 +87,7 @@ impl HostConfig {
             accel,
             tcg_cache_mib,
             ready_timeout,
+            rpc_timeout,
             ttrpc_address: var("TTRPC_ADDRESS"),
             grpc_address_set: var("GRPC_ADDRESS").is_some(),
             otel: OtelConfig::from_vars(var)?,
@@ -114,6 +120,12 @@ mod tests {
         for bad in ["0", "16M", "5000"] {
             let e = HostConfig::from_vars(|k| (k == "VOIDBOX_TCG_CACHE_MIB").then(|| bad.into())).unwrap_err();
             assert!(e.contains("VOIDBOX_TCG_CACHE_MIB") && e.contains("1 to 4096"), "{e}");
+        }
+        let c = HostConfig::from_vars(|k| (k == "VOIDBOX_RPC_TIMEOUT").then(|| "3".into())).unwrap();
+        assert_eq!(c.rpc_timeout, Some(Duration::from_secs(3)));
+        for bad in ["0", "2.5", "3601"] {
+            let e = HostConfig::from_vars(|k| (k == "VOIDBOX_RPC_TIMEOUT").then(|| bad.into())).unwrap_err();
+            assert!(e.contains("VOIDBOX_RPC_TIMEOUT") && e.contains("1 to 3600"), "{e}");
         }
         let bad = HostConfig::from_vars(|k| (k == "VOIDBOX_ACCEL").then(|| "hvf".into()));
         assert!(bad.unwrap_err().contains("use kvm or tcg"));

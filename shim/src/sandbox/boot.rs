@@ -18,12 +18,14 @@ use crate::vm::{Backend, MicroVm, VmConfig, VmError};
 const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
 /// VMSpawn, WaitForReady, then the guest clock set from the host's, and
-/// measured after if `measure_clock` (guest spans or metrics are on).
+/// measured after if `measure_clock` (guest spans or metrics are on). The
+/// guest's quick RPCs are bounded by `rpc_timeout` from then on.
 pub(super) async fn boot(
     backend: &dyn Backend,
     config: VmConfig,
     clock: Arc<Clock>,
     measure_clock: bool,
+    rpc_timeout: Duration,
     span: Span,
     attrs: Vec<KeyValue>,
 ) -> Result<(Arc<MicroVm>, GuestClient)> {
@@ -45,7 +47,7 @@ pub(super) async fn boot(
     phase("spawn", begun);
     let t = Instant::now();
     let ready = traced(info_span!("WaitForReady"), async {
-        Ok(GuestClient::connect(&vm).await?)
+        Ok(GuestClient::connect(&vm).await?.with_rpc_timeout(rpc_timeout))
     });
     let guest = match ready.await {
         Ok(g) => g,

@@ -28,7 +28,7 @@ use self::podnet::{PodNet, PodNetSpec};
 use self::relay::RelayStats;
 use crate::config::HostConfig;
 use crate::error::{traced, Result};
-use crate::guest::GuestClient;
+use crate::guest::{GuestClient, DEFAULT_RPC_TIMEOUT};
 use crate::io::StreamMux;
 use crate::otel::metrics::{self, vm_attrs};
 use crate::otel::GuestSink;
@@ -146,6 +146,7 @@ impl Sandbox {
                 config,
                 clock.clone(),
                 measure_clock,
+                host.rpc_timeout.unwrap_or(DEFAULT_RPC_TIMEOUT),
                 boot_span.clone(),
                 boot_attrs,
             )
