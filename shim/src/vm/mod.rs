@@ -23,6 +23,8 @@ pub use process::ProcessSet;
 
 use async_trait::async_trait;
 
+use crate::assets::Tool;
+
 /// A way of running a VM. A backend only starts processes; [`MicroVm`] owns
 /// the sockets, the state directory and the lifetime of what was started.
 ///
@@ -37,6 +39,10 @@ use async_trait::async_trait;
 #[async_trait]
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// The VMM's program: where it is looked for, and which variable
+    /// overrides it.
+    fn vmm(&self) -> &'static Tool;
 
     /// Checks that this host can run the backend, with an error naming the fix.
     fn preflight(&self) -> Result<(), VmError>;

@@ -5,6 +5,9 @@
 //! the set kills whatever still runs. Children are spawned from tokio worker
 //! threads, which live as long as the runtime. Each creates its files 0600
 //! (umask 077), and those the backend says need no root run as the VMM user.
+//! Each leads a process group of its own, and is killed with its group: a
+//! wrapper that runs the real program as its child (`strace -f`, `perf
+//! record`, a script without `exec`) takes that child along.
 
 use std::fs::File;
 use std::future::Future;
@@ -15,6 +18,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::Child;
 
 use super::confine::{RunsAs, VmmUser};
@@ -25,6 +30,17 @@ struct Managed {
     name: String,
     child: Child,
     log: PathBuf,
+}
+
+impl Managed {
+    /// SIGKILLs the process and its group. Only while it is unreaped: its
+    /// pid, and so its group's id, cannot have been reused then.
+    fn kill(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let _ = self.child.start_kill();
+    }
 }
 
 /// The VMM (index 0 once spawned) and the helpers it needs.
@@ -82,6 +98,7 @@ impl ProcessSet {
                 Ok(())
             });
         }
+        cmd.process_group(0);
         let child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
@@ -187,7 +204,7 @@ impl ProcessSet {
     /// SIGKILLs the VMM and waits for it.
     pub async fn kill_vmm(&mut self) -> ExitStatus {
         let vmm = self.vmm.as_mut().expect("kill_vmm before spawn_vmm");
-        let _ = vmm.child.start_kill();
+        vmm.kill();
         vmm.child
             .wait()
             .await
@@ -202,7 +219,7 @@ impl ProcessSet {
     /// Kills and reaps every process still running.
     pub async fn kill_all(&mut self) {
         for m in self.vmm.iter_mut().chain(self.helpers.iter_mut()) {
-            let _ = m.child.start_kill();
+            m.kill();
         }
         for m in self.vmm.iter_mut().chain(self.helpers.iter_mut()) {
             let _ = m.child.wait().await;

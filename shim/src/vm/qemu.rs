@@ -104,6 +104,10 @@ impl Backend for Qemu {
         "qemu"
     }
 
+    fn vmm(&self) -> &'static Tool {
+        &QEMU
+    }
+
     fn preflight(&self) -> Result<(), VmError> {
         QEMU.locate()?;
         VHOST_VSOCK.locate()?;

@@ -71,6 +71,10 @@ impl Backend for Libkrun {
         "libkrun"
     }
 
+    fn vmm(&self) -> &'static Tool {
+        &VOIDBOX_KRUN
+    }
+
     fn preflight(&self) -> Result<(), VmError> {
         kvm::hardware_kvm().map_err(|why| VmError::NoKvm(format!("the libkrun backend needs hardware KVM: {why}")))?;
         VOIDBOX_KRUN.locate()?;
