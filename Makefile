@@ -96,7 +96,7 @@ test-libkrun:
 			--test vm --test containerd --test containerd_io --test containerd_bad_input \
 			--test docker --test task_v3 \
 			--test tracing --test tracing_containerd --test pod_churn --test confinement \
-			--test pod_network --test cri_pod --test cri_kubelet; \
+			--test pod_network --test cri_pod --test cri_kubelet --test vmm_wrapper; \
 	else \
 		echo "test-libkrun: SKIPPED, the suite on libkrun needs hardware KVM: $$why"; \
 	fi
