@@ -83,7 +83,7 @@ pub fn under_tcg() -> bool {
 
 /// The program of the test backend's VMM, as its command line names it.
 pub fn vmm_program() -> &'static str {
-    test_backend().processes(&vm_config("probe"))[0]
+    test_backend().vmm().name
 }
 
 /// Whether every program the test backend runs for `config` is among

@@ -38,8 +38,8 @@ pub struct GuestClient {
     tasks: TasksClient,
     traces: TracesClient,
     telemetry: TelemetryClient,
-    short: Duration,
-    long: Duration,
+    /// The bound on quick RPCs; the long ones get `LONG_FACTOR` times it.
+    timeout: Duration,
 }
 
 /// A context carrying the current span, so the guest's spans are its
@@ -86,17 +86,23 @@ impl GuestClient {
             traces: TracesClient::new(client.clone()),
             telemetry: TelemetryClient::new(client.clone()),
             client,
-            short: DEFAULT_RPC_TIMEOUT,
-            long: DEFAULT_RPC_TIMEOUT * LONG_FACTOR,
+            timeout: DEFAULT_RPC_TIMEOUT,
         }
     }
 
     /// Quick RPCs bounded by `timeout` instead, the long ones by three
     /// times it.
     pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
-        self.short = timeout;
-        self.long = timeout * LONG_FACTOR;
+        self.timeout = timeout;
         self
+    }
+
+    fn short(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
+    fn long(&self) -> Option<Duration> {
+        Some(self.timeout * LONG_FACTOR)
     }
 
     /// Asks the guest to power off and waits up to `grace` for the VM to
@@ -114,7 +120,7 @@ impl GuestClient {
     pub async fn info(&self) -> Result<InfoResponse, GuestError> {
         call(
             "System.Info",
-            Some(self.short),
+            self.short(),
             self.system.info(ctx(), &InfoRequest::new()),
         )
         .await
@@ -130,58 +136,54 @@ impl GuestClient {
     pub async fn clock(&self) -> Result<ClockResponse, GuestError> {
         call(
             "System.Clock",
-            Some(self.short),
+            self.short(),
             self.system.clock(ctx(), &ClockRequest::new()),
         )
         .await
     }
 
     pub async fn set_time(&self, req: &SetTimeRequest) -> Result<(), GuestError> {
-        call("System.SetTime", Some(self.short), self.system.set_time(ctx(), req))
+        call("System.SetTime", self.short(), self.system.set_time(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn configure_network(&self, req: &ConfigureNetworkRequest) -> Result<(), GuestError> {
         let rpc = self.system.configure_network(ctx(), req);
-        call("System.ConfigureNetwork", Some(self.long), rpc).await.map(drop)
+        call("System.ConfigureNetwork", self.long(), rpc).await.map(drop)
     }
 
     /// Connects the guest's loopback port `req.port` to stream `req.stream`.
     pub async fn connect_port(&self, req: &ConnectPortRequest) -> Result<(), GuestError> {
-        call(
-            "System.ConnectPort",
-            Some(self.short),
-            self.system.connect_port(ctx(), req),
-        )
-        .await
-        .map(drop)
+        call("System.ConnectPort", self.short(), self.system.connect_port(ctx(), req))
+            .await
+            .map(drop)
     }
 
     // Tasks.
 
     pub async fn put_bundle(&self, req: &PutBundleRequest) -> Result<(), GuestError> {
-        call("Tasks.PutBundle", Some(self.short), self.tasks.put_bundle(ctx(), req))
+        call("Tasks.PutBundle", self.short(), self.tasks.put_bundle(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn create(&self, req: &CreateRequest) -> Result<CreateResponse, GuestError> {
-        call("Tasks.Create", Some(self.long), self.tasks.create(ctx(), req)).await
+        call("Tasks.Create", self.long(), self.tasks.create(ctx(), req)).await
     }
 
     pub async fn start(&self, req: &task::StartRequest) -> Result<StartResponse, GuestError> {
-        call("Tasks.Start", Some(self.long), self.tasks.start(ctx(), req)).await
+        call("Tasks.Start", self.long(), self.tasks.start(ctx(), req)).await
     }
 
     pub async fn exec(&self, req: &ExecRequest) -> Result<(), GuestError> {
-        call("Tasks.Exec", Some(self.long), self.tasks.exec(ctx(), req))
+        call("Tasks.Exec", self.long(), self.tasks.exec(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn kill(&self, req: &KillRequest) -> Result<(), GuestError> {
-        call("Tasks.Kill", Some(self.short), self.tasks.kill(ctx(), req))
+        call("Tasks.Kill", self.short(), self.tasks.kill(ctx(), req))
             .await
             .map(drop)
     }
@@ -192,39 +194,39 @@ impl GuestClient {
     }
 
     pub async fn delete(&self, req: &task::DeleteRequest) -> Result<(), GuestError> {
-        call("Tasks.Delete", Some(self.long), self.tasks.delete(ctx(), req))
+        call("Tasks.Delete", self.long(), self.tasks.delete(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn pids(&self, req: &PidsRequest) -> Result<PidsResponse, GuestError> {
-        call("Tasks.Pids", Some(self.short), self.tasks.pids(ctx(), req)).await
+        call("Tasks.Pids", self.short(), self.tasks.pids(ctx(), req)).await
     }
 
     pub async fn pause(&self, req: &PauseRequest) -> Result<(), GuestError> {
-        call("Tasks.Pause", Some(self.short), self.tasks.pause(ctx(), req))
+        call("Tasks.Pause", self.short(), self.tasks.pause(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn resume(&self, req: &ResumeRequest) -> Result<(), GuestError> {
-        call("Tasks.Resume", Some(self.short), self.tasks.resume(ctx(), req))
+        call("Tasks.Resume", self.short(), self.tasks.resume(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn stats(&self, req: &task::StatsRequest) -> Result<task::StatsResponse, GuestError> {
-        call("Tasks.Stats", Some(self.short), self.tasks.stats(ctx(), req)).await
+        call("Tasks.Stats", self.short(), self.tasks.stats(ctx(), req)).await
     }
 
     pub async fn update(&self, req: &UpdateRequest) -> Result<(), GuestError> {
-        call("Tasks.Update", Some(self.short), self.tasks.update(ctx(), req))
+        call("Tasks.Update", self.short(), self.tasks.update(ctx(), req))
             .await
             .map(drop)
     }
 
     pub async fn resize_pty(&self, req: &ResizePtyRequest) -> Result<(), GuestError> {
-        call("Tasks.ResizePty", Some(self.short), self.tasks.resize_pty(ctx(), req))
+        call("Tasks.ResizePty", self.short(), self.tasks.resize_pty(ctx(), req))
             .await
             .map(drop)
     }
@@ -232,7 +234,7 @@ impl GuestClient {
     /// The guest's container events (OOM kills), for as long as it runs.
     pub async fn events(&self) -> Result<ClientStreamReceiver<Event>, GuestError> {
         let req = EventsRequest::new();
-        call("Tasks.Events", Some(self.short), self.tasks.events(ctx(), &req)).await
+        call("Tasks.Events", self.short(), self.tasks.events(ctx(), &req)).await
     }
 
     // Traces and Telemetry: streams that last as long as the VM.
@@ -246,7 +248,7 @@ impl GuestClient {
         let req = traces::StreamRequest::new();
         call(
             "Traces.Stream",
-            Some(self.short),
+            self.short(),
             self.traces.stream(ctx_under(parent), &req),
         )
         .await
@@ -257,6 +259,6 @@ impl GuestClient {
         &self,
         req: &telemetry::StreamRequest,
     ) -> Result<ClientStreamReceiver<Sample>, GuestError> {
-        call("Telemetry.Stream", Some(self.short), self.telemetry.stream(ctx(), req)).await
+        call("Telemetry.Stream", self.short(), self.telemetry.stream(ctx(), req)).await
     }
 }
