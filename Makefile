@@ -153,7 +153,7 @@ jaeger-gantt:
 	else $(TRACE_BIN) show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
 
 ## install: the shim to $(PREFIX)/bin, kernel and the release guest image to $(PREFIX)/share/voidbox,
-## vhost-device-vsock to $(PREFIX)/libexec/voidbox; the shim finds them there by itself.
+## vhost-device-vsock and voidbox's QEMU build to $(PREFIX)/libexec/voidbox; the shim finds them there by itself.
 ## Also the system user `voidbox` the VMMs run as (kept by uninstall: `userdel voidbox` removes it)
 install: deps kernel guest-bins
 	hack/vmm-user.sh
@@ -162,7 +162,10 @@ install: deps kernel guest-bins
 		install -D -m 0755 target/release/voidbox-krun $(DESTDIR)$(PREFIX)/libexec/voidbox/voidbox-krun && \
 		install -D -m 0644 "$$VOIDBOX_KERNEL" $(DESTDIR)$(PREFIX)/share/voidbox/vmlinux && \
 		install -D -m 0644 "$$VOIDBOX_RELEASE_IMAGE" $(DESTDIR)$(PREFIX)/share/voidbox/guest.erofs && \
-		install -D -m 0755 "$$VOIDBOX_VHOST_VSOCK" $(DESTDIR)$(PREFIX)/libexec/voidbox/vhost-device-vsock'
+		install -D -m 0755 "$$VOIDBOX_VHOST_VSOCK" $(DESTDIR)$(PREFIX)/libexec/voidbox/vhost-device-vsock && \
+		install -D -m 0755 "$$VOIDBOX_QEMU" $(DESTDIR)$(PREFIX)/libexec/voidbox/qemu-system-x86_64 && \
+		mkdir -p $(DESTDIR)$(PREFIX)/libexec/voidbox/qemu-bundle/usr/share && \
+		ln -sfn /usr/share/qemu $(DESTDIR)$(PREFIX)/libexec/voidbox/qemu-bundle/usr/share/qemu'
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-voidbox-v2

@@ -15,6 +15,8 @@ VHOST_VSOCK_VERSION=0.3.0
 packages=(
     # VMs: QEMU (microvm, TCG or KVM) and virtiofsd (in qemu-system-common on Debian 12)
     qemu-system-x86 qemu-system-common
+    # voidbox's QEMU, built from the installed one's source (hack/build-qemu.sh)
+    dpkg-dev ninja-build meson libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev
     # containers: the daemon that drives the shim, runtimes, and the test image's busybox
     containerd crun runc busybox-static
     # kubectl port-forward: the pod namespace's loopback redirected to the shim

@@ -7,21 +7,22 @@ cache=${VOIDBOX_CACHE:-/var/cache/voidbox}
 aptdir=$cache/apt
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
-# The host's Debian mirror, read from its apt sources at run time (no host
-# name is written down here): the first deb source for the bookworm suite.
+# The host's Debian mirror for suite $1 (default bookworm), read from its apt
+# sources at run time (no host name is written down here): the first deb
+# source for that suite.
 mirror_uri() {
-    local f uri
+    local suite=${1:-bookworm} f uri
     for f in /etc/apt/sources.list.d/*.sources; do
         [[ -r $f ]] || continue
         # deb822: stanzas split by blank lines; field names are case-insensitive.
-        uri=$(awk -v RS= -F '\n' '{
+        uri=$(awk -v RS= -F '\n' -v want="$suite" '{
             deb = 0; suite = 0; uri = ""
             for (i = 1; i <= NF; i++) {
                 if ($i ~ /^#/) continue
                 key = tolower($i); sub(/:.*/, "", key)
                 val = " " $i " "; sub(/^ [^:]*:/, " ", val)
                 if (key == "types" && val ~ /[ \t]deb[ \t]/) deb = 1
-                if (key == "suites" && val ~ /[ \t]bookworm[ \t]/) suite = 1
+                if (key == "suites" && index(val " ", " " want " ")) suite = 1
                 if (key == "uris") { split(val, u, " "); uri = u[1] }
             }
             if (deb && suite && uri != "") { print uri; exit }
@@ -31,14 +32,14 @@ mirror_uri() {
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
         [[ -r $f ]] || continue
         # One-line form: deb [options] URI SUITE COMPONENTS...
-        uri=$(awk '$1 == "deb" {
+        uri=$(awk -v want="$suite" '$1 == "deb" {
             i = 2
             if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-            if ($(i + 1) == "bookworm") { print $i; exit }
+            if ($(i + 1) == want) { print $i; exit }
         }' "$f")
         [[ -n $uri ]] && { echo "${uri%/}"; return; }
     done
-    die "no deb source for bookworm in /etc/apt/sources.list{,.d}; cannot tell which mirror to use"
+    die "no deb source for $suite in /etc/apt/sources.list{,.d}; cannot tell which mirror to use"
 }
 
 # Every path apt writes is redirected under $aptdir, and the host's sources,
@@ -67,15 +68,23 @@ updated=
 apt_update() {
     [[ -z $updated ]] || return 0
     [[ -r $keyring ]] || die "$keyring missing (apt-get install debian-archive-keyring)"
-    local uri
+    local uri security
     uri=$(mirror_uri)
+    # (A host without a security source gets bookworm's point releases only.)
+    security=$(mirror_uri bookworm-security 2>/dev/null) || security=
     mkdir -p "$aptdir"/{lists/partial,state,cache/archives/partial}
     [[ -e $aptdir/status ]] || : > "$aptdir/status"
     # Binaries from sid (their only dependency, libc6 >= 2.34, Debian 12
     # meets); sources from trixie, whose crun 1.21 still builds on Debian 12,
-    # and from sid (Prometheus's).
-    printf 'deb [signed-by=%s] %s sid main\ndeb-src [signed-by=%s] %s trixie main\ndeb-src [signed-by=%s] %s sid main\n' \
-        "$keyring" "$uri" "$keyring" "$uri" "$keyring" "$uri" > "$aptdir/sources.list"
+    # from sid (Prometheus's), and from bookworm and its security updates
+    # (the installed QEMU's, hack/build-qemu.sh).
+    {
+        printf 'deb [signed-by=%s] %s sid main\n' "$keyring" "$uri"
+        for suite in trixie sid bookworm; do
+            printf 'deb-src [signed-by=%s] %s %s main\n' "$keyring" "$uri" "$suite"
+        done
+        [[ -z $security ]] || printf 'deb-src [signed-by=%s] %s bookworm-security main\n' "$keyring" "$security"
+    } > "$aptdir/sources.list"
     log "apt-get update (private, $aptdir)"
     papt_get update >&2
     updated=1

@@ -9,7 +9,9 @@ dir=$(mktemp -d /tmp/voidbox-install.XXXXXX)
 state=/run/vbi-$$
 ctr="ctr --address $state/c.sock --namespace install"
 cleanup() {
-    $ctr task kill -s KILL inst 2>/dev/null || true
+    for c in inst inst-vmm; do $ctr task kill -s KILL $c 2>/dev/null || true; done
+    sleep 1
+    $ctr task delete inst-vmm 2>/dev/null || true
     [[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     grep -o "$dir[^ ]*" /proc/mounts | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$dir" "$state"
@@ -35,3 +37,16 @@ if [[ $out != "installed voidbox works" ]]; then
     exit 1
 fi
 echo "test-install: a container ran with the installed shim, kernel and image"
+# Its VMM is the installed QEMU build (hack/build-qemu.sh), not the system's.
+$ctr run -d --runtime io.containerd.voidbox.v2 localhost/busybox:latest inst-vmm sleep 60 >/dev/null
+vmm=
+for _ in $(seq 100); do
+    vmm=$(for p in $(pgrep -x qemu-system-x86); do readlink "/proc/$p/exe"; done)
+    [[ -n $vmm ]] && break
+    sleep 0.1
+done
+if [[ $vmm != /usr/local/libexec/voidbox/qemu-system-x86_64 ]]; then
+    echo "test-install: the VMM is ${vmm:-not running}, not the installed QEMU build" >&2
+    exit 1
+fi
+echo "test-install: its VMM is the installed QEMU build"

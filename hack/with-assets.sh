@@ -2,7 +2,7 @@
 # Runs a command with the guest assets built (or found in the cache) and
 # pointed at by the environment the tests, the bench and the demo read:
 #   VOIDBOX_KERNEL, VOIDBOX_IMAGE, VOIDBOX_RELEASE_IMAGE, VOIDBOX_BARE_INITRD,
-#   VOIDBOX_VHOST_VSOCK,
+#   VOIDBOX_VHOST_VSOCK, VOIDBOX_QEMU (voidbox's QEMU build, hack/build-qemu.sh),
 #   VOIDBOX_CONTAINERD2_DIR (unpacked containerd 2.1: usr/bin/containerd, ctr)
 #   VOIDBOX_DOCKER_DIR (unpacked Docker 28: usr/sbin/dockerd, usr/bin/docker),
 #   VOIDBOX_PROMETHEUS_DIR (Prometheus 3.5 with its OTLP receiver: usr/bin/prometheus;
@@ -28,6 +28,7 @@ fi
 
 VOIDBOX_VHOST_VSOCK=$("$top/hack/install-deps.sh")
 VOIDBOX_KERNEL=$("$top/guest/build-kernel.sh")
+VOIDBOX_QEMU=$("$top/hack/build-qemu.sh")
 VOIDBOX_RELEASE_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd")/guest.erofs
 VOIDBOX_TEST_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd-debug")/guest.erofs
 if [[ -n $release ]]; then
@@ -46,6 +47,6 @@ if [[ -z $release ]]; then
     export VOIDBOX_PROMETHEUS_DIR
 fi
 VOIDBOX_MMDC=$("$top/hack/fetch-mermaid.sh")
-export VOIDBOX_VHOST_VSOCK VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_TEST_IMAGE VOIDBOX_BARE_INITRD \
+export VOIDBOX_VHOST_VSOCK VOIDBOX_QEMU VOIDBOX_KERNEL VOIDBOX_IMAGE VOIDBOX_RELEASE_IMAGE VOIDBOX_TEST_IMAGE VOIDBOX_BARE_INITRD \
     VOIDBOX_CONTAINERD2_DIR VOIDBOX_DOCKER_DIR VOIDBOX_MMDC
 exec "$@"

@@ -15,6 +15,7 @@ pub mod otlp;
 pub mod overlay_rootfs;
 pub mod prometheus;
 pub mod shim_client;
+pub mod smaps;
 pub mod trace_check;
 pub mod trace_tree;
 

@@ -13,6 +13,10 @@ use crate::vm::qemu::Accel;
 /// Where shim sockets go unless containerd names a directory (≥ 2.3).
 const DEFAULT_SOCKET_DIR: &str = "/run/voidbox/s";
 const DEFAULT_STATE_ROOT: &str = "/run/voidbox";
+/// How long a VM that was busy must stay quiet before TCG's translation
+/// cache is given back (sandbox/release.rs): about as soon as free page
+/// reporting hands back freed guest memory (docs/performance.md).
+pub const DEFAULT_TCG_RELEASE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -36,6 +40,10 @@ pub struct HostConfig {
     /// (`VOIDBOX_TCG_CACHE_MIB`), else QEMU's default. Smaller is denser
     /// and slower (docs/performance.md).
     pub tcg_cache_mib: Option<u32>,
+    /// QEMU under TCG: how long a VM that was busy must stay quiet before
+    /// its translation cache is given back (`VOIDBOX_TCG_RELEASE_MS`, 0 for
+    /// never), else [`DEFAULT_TCG_RELEASE`] (docs/performance.md).
+    pub tcg_release_after: Option<Duration>,
     /// How long a guest has to dial in after the VMM starts
     /// (`VOIDBOX_READY_TIMEOUT`, whole seconds), else the VM's default.
     pub ready_timeout: Option<Duration>,
@@ -75,6 +83,11 @@ impl HostConfig {
             whole("VOIDBOX_READY_TIMEOUT", 1..=u64::MAX, "seconds, at least 1")?.map(Duration::from_secs);
         let rpc_timeout = whole("VOIDBOX_RPC_TIMEOUT", 1..=3600, "seconds, 1 to 3600")?.map(Duration::from_secs);
         let tcg_cache_mib = whole("VOIDBOX_TCG_CACHE_MIB", 1..=4096, "MiB, 1 to 4096")?.map(|n| n as u32);
+        let tcg_release_after = match whole("VOIDBOX_TCG_RELEASE_MS", 0..=3_600_000, "ms, 0 to 3600000")? {
+            None => Some(DEFAULT_TCG_RELEASE),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
         Ok(HostConfig {
             kernel: path("VOIDBOX_KERNEL", &Path::new(DATA_DIR).join("vmlinux")),
             image: path("VOIDBOX_IMAGE", &Path::new(DATA_DIR).join("guest.erofs")),
@@ -86,6 +99,7 @@ impl HostConfig {
             backend: var("VOIDBOX_VMM"),
             accel,
             tcg_cache_mib,
+            tcg_release_after,
             ready_timeout,
             rpc_timeout,
             ttrpc_address: var("TTRPC_ADDRESS"),
@@ -121,6 +135,18 @@ mod tests {
             let e = HostConfig::from_vars(|k| (k == "VOIDBOX_TCG_CACHE_MIB").then(|| bad.into())).unwrap_err();
             assert!(e.contains("VOIDBOX_TCG_CACHE_MIB") && e.contains("1 to 4096"), "{e}");
         }
+        assert_eq!(
+            HostConfig::from_vars(|_| None).unwrap().tcg_release_after,
+            Some(DEFAULT_TCG_RELEASE)
+        );
+        let release =
+            |v: &'static str| HostConfig::from_vars(move |k| (k == "VOIDBOX_TCG_RELEASE_MS").then(|| v.into()));
+        assert_eq!(release("0").unwrap().tcg_release_after, None, "0: never");
+        assert_eq!(
+            release("500").unwrap().tcg_release_after,
+            Some(Duration::from_millis(500))
+        );
+        assert!(release("2s").unwrap_err().contains("VOIDBOX_TCG_RELEASE_MS"));
         let c = HostConfig::from_vars(|k| (k == "VOIDBOX_RPC_TIMEOUT").then(|| "3".into())).unwrap();
         assert_eq!(c.rpc_timeout, Some(Duration::from_secs(3)));
         for bad in ["0", "2.5", "3601"] {

@@ -4,15 +4,20 @@
 //! the VM, can then overtake the answer, as they did once under load; the
 //! shim must answer such a Kill as for a finished process.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::cmdline::Cmdline;
 
 /// Waits as long as the command line asks, if it asks.
 pub async fn before_kill_answer() {
-    let delay = Cmdline::read()
-        .get("voidbox.test.kill_answer_delay_ms")
-        .and_then(|v| v.parse::<u64>().ok());
+    // The command line does not change while the guest runs: read it once.
+    static DELAY_MS: OnceLock<Option<u64>> = OnceLock::new();
+    let delay = *DELAY_MS.get_or_init(|| {
+        Cmdline::read()
+            .get("voidbox.test.kill_answer_delay_ms")
+            .and_then(|v| v.parse::<u64>().ok())
+    });
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }

@@ -25,7 +25,7 @@ use crate::vm::{MicroVm, VmError, VmExit};
 
 /// The bound on a quick question or small state change, unless the host's
 /// configuration sets another (`VOIDBOX_RPC_TIMEOUT`).
-pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// What runs crun in the guest, or configures its network, gets this many
 /// times as long.
 const LONG_FACTOR: u32 = 3;
@@ -90,8 +90,8 @@ impl GuestClient {
         }
     }
 
-    /// Quick RPCs bounded by `timeout` instead, the long ones by three
-    /// times it.
+    /// Quick RPCs bounded by `timeout` instead, the long ones by
+    /// `LONG_FACTOR` times it.
     pub fn with_rpc_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -6,7 +6,7 @@ mod client;
 mod debug;
 mod error;
 
-pub use client::{GuestClient, DEFAULT_RPC_TIMEOUT};
+pub use client::GuestClient;
 #[cfg(feature = "debug-rpcs")]
 pub use debug::DebugClient;
 pub use error::GuestError;

@@ -19,13 +19,14 @@ const CLOCK_RESYNC: Duration = Duration::from_secs(10);
 
 /// VMSpawn, WaitForReady, then the guest clock set from the host's, and
 /// measured after if `measure_clock` (guest spans or metrics are on). The
-/// guest's quick RPCs are bounded by `rpc_timeout` from then on.
+/// guest's quick RPCs are bounded by `rpc_timeout` from then on, if set, else
+/// by the guest client's default.
 pub(super) async fn boot(
     backend: &dyn Backend,
     config: VmConfig,
     clock: Arc<Clock>,
     measure_clock: bool,
-    rpc_timeout: Duration,
+    rpc_timeout: Option<Duration>,
     span: Span,
     attrs: Vec<KeyValue>,
 ) -> Result<(Arc<MicroVm>, GuestClient)> {
@@ -47,7 +48,11 @@ pub(super) async fn boot(
     phase("spawn", begun);
     let t = Instant::now();
     let ready = traced(info_span!("WaitForReady"), async {
-        Ok(GuestClient::connect(&vm).await?.with_rpc_timeout(rpc_timeout))
+        let guest = GuestClient::connect(&vm).await?;
+        Ok(match rpc_timeout {
+            Some(t) => guest.with_rpc_timeout(t),
+            None => guest,
+        })
     });
     let guest = match ready.await {
         Ok(g) => g,

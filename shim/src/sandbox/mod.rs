@@ -9,6 +9,7 @@ mod naming;
 pub mod podnet;
 mod portfwd;
 pub mod relay;
+mod release;
 mod shared;
 mod teardown;
 mod telemetry;
@@ -28,7 +29,7 @@ use self::podnet::{PodNet, PodNetSpec};
 use self::relay::RelayStats;
 use crate::config::HostConfig;
 use crate::error::{traced, Result};
-use crate::guest::{GuestClient, DEFAULT_RPC_TIMEOUT};
+use crate::guest::GuestClient;
 use crate::io::StreamMux;
 use crate::otel::metrics::{self, vm_attrs};
 use crate::otel::GuestSink;
@@ -146,7 +147,7 @@ impl Sandbox {
                 config,
                 clock.clone(),
                 measure_clock,
-                host.rpc_timeout.unwrap_or(DEFAULT_RPC_TIMEOUT),
+                host.rpc_timeout,
                 boot_span.clone(),
                 boot_attrs,
             )
@@ -209,6 +210,8 @@ impl Sandbox {
                 Err(e) => warn!(sandbox = %id, "port-forward: {e}"),
             }
         }
+        // What the VM translated and will not run again goes back to the host.
+        tasks.extend(release::watch(vm.clone(), id, host.tcg_release_after));
         if measure_clock {
             tasks.push(tokio::spawn(boot::resync_clock(
                 guest.clone(),

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use super::confine::{own_dir, own_socket, VmmUser};
 use super::console::{tail, Follower};
 use super::exit::VmExit;
+use super::monitor::{self, MonitorError, Release};
 use super::process::{FirstExit, ProcessSet};
 use super::{Backend, VmConfig, VmError};
 
@@ -31,6 +32,8 @@ pub struct MicroVm {
     shutdown_requested: Arc<AtomicBool>,
     vmm_pid: u32,
     spawned_at: Instant,
+    /// The VMM's QMP socket, where it has a translation cache to give back.
+    monitor: Option<PathBuf>,
 }
 
 /// Removes the state directory when the VM's monitor ends, however it ends.
@@ -94,6 +97,7 @@ impl MicroVm {
         ));
 
         Ok(MicroVm {
+            monitor: backend.monitor(&config),
             config,
             backend: backend.name(),
             listeners,
@@ -115,6 +119,30 @@ impl MicroVm {
 
     pub fn vmm_pid(&self) -> u32 {
         self.vmm_pid
+    }
+
+    /// Whether the VMM translates code and can be asked to give the cache
+    /// back (QEMU under TCG).
+    pub fn has_translation_cache(&self) -> bool {
+        self.monitor.is_some()
+    }
+
+    /// Asks the VMM to drop its translated code and give the memory back
+    /// (QEMU under TCG); None where there is none to give back.
+    pub async fn release_translations(&self) -> Option<Result<Release, MonitorError>> {
+        let path = self.monitor.as_ref()?;
+        Some(monitor::release_translations(path).await)
+    }
+
+    /// The CPU time the VMM process has used, all its threads; None once it
+    /// is gone.
+    pub fn vmm_cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.vmm_pid)).ok()?;
+        // After the parenthesised command: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let per_sec = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+        Some(Duration::from_secs_f64(ticks as f64 / per_sec as f64))
     }
 
     /// When the VMM process was spawned.

@@ -9,6 +9,7 @@ mod exit;
 pub mod kvm;
 pub mod libkrun;
 mod machine;
+mod monitor;
 mod process;
 pub mod qemu;
 pub mod select;
@@ -19,7 +20,10 @@ pub use confine::{Confinement, RunsAs};
 pub use error::VmError;
 pub use exit::VmExit;
 pub use machine::MicroVm;
+pub use monitor::{MonitorError, Release};
 pub use process::ProcessSet;
+
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 
@@ -66,6 +70,12 @@ pub trait Backend: Send + Sync {
     /// when it reports none.
     fn root_readahead_kib(&self) -> u32 {
         128
+    }
+
+    /// The QMP socket the VMM serves for `config` when it has a translation
+    /// cache to give back (QEMU under TCG, vm/monitor.rs), else None.
+    fn monitor(&self, _config: &VmConfig) -> Option<PathBuf> {
+        None
     }
 
     /// Starts the VMM (and any helpers) for a validated `config`.

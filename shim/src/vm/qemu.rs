@@ -35,11 +35,16 @@ pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,re
 /// QEMU's exit; panic=-1 does the same for a panic.
 pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet 8250.nr_uarts=1";
 
+/// QEMU's QMP socket in the state directory.
+const QMP_SOCKET: &str = "qmp.sock";
+
+/// voidbox's build (hack/build-qemu.sh, which `make install` puts in the
+/// libexec directory) where installed, else the system's.
 pub const QEMU: Tool = Tool {
     name: "qemu-system-x86_64",
     env: "VOIDBOX_QEMU",
-    dirs: &[],
-    fix: "install QEMU (apt-get install qemu-system-x86) or set VOIDBOX_QEMU",
+    dirs: &[LIBEXEC_DIR],
+    fix: "run `make install`, or install QEMU (apt-get install qemu-system-x86), or set VOIDBOX_QEMU",
 };
 
 pub const VHOST_VSOCK: Tool = Tool {
@@ -158,6 +163,12 @@ impl Backend for Qemu {
         procs
     }
 
+    fn monitor(&self, config: &VmConfig) -> Option<PathBuf> {
+        (self.accel == Accel::Tcg)
+            .then(|| config.socket_path(QMP_SOCKET).ok())
+            .flatten()
+    }
+
     async fn spawn(&self, config: &VmConfig, procs: &mut ProcessSet) -> Result<(), VmError> {
         let vhost_socket = config.socket_path("vhost-vsock.sock")?;
         let uds_path = config.socket_path("vsock")?;
@@ -219,6 +230,7 @@ impl Backend for Qemu {
             &vhost_socket,
             &fs,
             tap_fd,
+            self.monitor(config).as_deref(),
         ));
         procs.spawn_vmm("qemu", qemu, RunsAs::VmmUser)?;
         drop(tap);
@@ -313,6 +325,7 @@ pub fn qemu_args(
     vhost_vsock: &Path,
     fs: &[(PathBuf, String)],
     tap_fd: Option<RawFd>,
+    monitor: Option<&Path>,
 ) -> Vec<String> {
     let mut a = machine_args(
         accel,
@@ -363,6 +376,11 @@ pub fn qemu_args(
             "-device".into(),
             format!("virtio-net-device,netdev=net0,mac={}", net.mac),
         ]);
+    }
+    // Under TCG, where the shim gives the translation cache back once a
+    // container runs (vm/monitor.rs).
+    if let Some(path) = monitor {
+        a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", path.display())]);
     }
     a.extend([
         "-chardev".into(),

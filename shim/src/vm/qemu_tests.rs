@@ -20,6 +20,7 @@ fn command_line_has_every_device() {
         Path::new("/run/voidbox/t/vhost-vsock.sock"),
         &fs,
         None,
+        None,
     )
     .join(" ");
     for want in [
@@ -39,9 +40,9 @@ fn command_line_has_every_device() {
         assert!(args.contains(want), "missing {want:?} in {args}");
     }
     cfg.tcg_cache_mib = Some(16);
-    let args = qemu_args(&cfg, Accel::Tcg, "", Path::new("/v.sock"), &fs, None).join(" ");
+    let args = qemu_args(&cfg, Accel::Tcg, "", Path::new("/v.sock"), &fs, None, None).join(" ");
     assert!(args.contains("-accel tcg,tb-size=16 -cpu max"), "{args}");
-    let args = qemu_args(&cfg, Accel::Kvm, "", Path::new("/v.sock"), &fs, None).join(" ");
+    let args = qemu_args(&cfg, Accel::Kvm, "", Path::new("/v.sock"), &fs, None, None).join(" ");
     assert!(
         args.contains("-accel kvm -cpu host"),
         "a KVM VM has no translation cache: {args}"
@@ -58,5 +59,36 @@ fn tcg_guests_skip_the_apic_timer_calibration_and_the_timer_check() {
         accel_cmdline(Accel::Kvm),
         "",
         "hardware virtualization: the kernel's own choice"
+    );
+}
+
+#[test]
+fn only_tcg_serves_a_monitor_for_the_translation_cache() {
+    let cfg = VmConfig::new(
+        "t",
+        "/k/vmlinux".into(),
+        GuestRoot::Erofs("/k/guest.erofs".into()),
+        "/run/voidbox/t".into(),
+    );
+    let tcg = Qemu::choosing(Some(Accel::Tcg));
+    assert_eq!(tcg.monitor(&cfg), Some(PathBuf::from("/run/voidbox/t/qmp.sock")));
+    let args = qemu_args(
+        &cfg,
+        Accel::Tcg,
+        "",
+        Path::new("/v.sock"),
+        &[],
+        None,
+        tcg.monitor(&cfg).as_deref(),
+    )
+    .join(" ");
+    assert!(
+        args.contains("-qmp unix:/run/voidbox/t/qmp.sock,server=on,wait=off"),
+        "{args}"
+    );
+    assert_eq!(
+        Qemu::choosing(Some(Accel::Kvm)).monitor(&cfg),
+        None,
+        "KVM has no translation cache"
     );
 }

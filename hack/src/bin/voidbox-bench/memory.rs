@@ -3,13 +3,16 @@
 //! the PSS of every host process it costs (the shim and what it started:
 //! the VMM and its helpers) and the guest's own used memory, from the
 //! shim's telemetry (metrics on, to a local receiver). Then one container
-//! allocates and frees 200 MiB: does the host get the memory back?
+//! allocates and frees 200 MiB: does the host get the memory back? The
+//! containers' PSS is also split by what the mappings hold (voidbox_integration::smaps).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
+
+use voidbox_integration::smaps;
 
 use crate::container::DENSE_TCG_CACHE_MIB;
 
@@ -101,6 +104,7 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
     }
     tokio::time::sleep(SETTLE).await;
     let mut by_name: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut by_kind = [0u64; 4];
     let mut totals = Vec::new();
     for shim in &shims {
         let pid = shim_pid(shim)?;
@@ -109,6 +113,9 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
             let pss = pss_kib(p);
             total += pss;
             by_name.entry(name).or_default().push(pss);
+            for (sum, kib) in by_kind.iter_mut().zip(smaps::of_pid(p)) {
+                *sum += kib;
+            }
         }
         totals.push(total);
     }
@@ -141,6 +148,12 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
         mib(*totals.last().unwrap()),
         if median <= GOAL_MIB { "met" } else { "NOT met" }
     );
+    // The same PSS by what the mappings hold (smaps read just after the
+    // rollups: the two may differ by a few pages).
+    println!("  where it goes, per container on average:");
+    for (kind, kib) in smaps::Kind::ALL.iter().zip(by_kind) {
+        println!("    {:<44} {:>6.1} MiB", kind.label(), mib(kib) / shims.len() as f64);
+    }
     if !guest_used.is_empty() {
         let mean = guest_used.iter().sum::<f64>() / guest_used.len() as f64;
         println!(
