@@ -68,7 +68,7 @@ updated=
 apt_update() {
     [[ -z $updated ]] || return 0
     [[ -r $keyring ]] || die "$keyring missing (apt-get install debian-archive-keyring)"
-    local uri security
+    local uri security suite
     uri=$(mirror_uri)
     # (A host without a security source gets bookworm's point releases only.)
     security=$(mirror_uri bookworm-security 2>/dev/null) || security=

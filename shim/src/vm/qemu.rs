@@ -377,8 +377,8 @@ pub fn qemu_args(
             format!("virtio-net-device,netdev=net0,mac={}", net.mac),
         ]);
     }
-    // Under TCG, where the shim gives the translation cache back once a
-    // container runs (vm/monitor.rs).
+    // Under TCG: the shim asks over it for the translation cache back once
+    // the VM goes quiet (sandbox/release.rs, vm/monitor.rs).
     if let Some(path) = monitor {
         a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", path.display())]);
     }
