@@ -24,6 +24,11 @@ impl Kind {
         Kind::OtherAnonymous,
     ];
 
+    /// Its place in [`Kind::ALL`], and in [`pss_by_kind`]'s result.
+    fn slot(self) -> usize {
+        Kind::ALL.iter().position(|k| *k == self).expect("every kind is in ALL")
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Kind::TranslationCache => "translation cache (anonymous, executable)",
@@ -58,7 +63,7 @@ pub fn pss_by_kind(smaps: &str) -> [u64; 4] {
     for line in smaps.lines() {
         if let Some(v) = line.strip_prefix("Pss:") {
             let kib: u64 = v.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
-            out[Kind::ALL.iter().position(|k| *k == current).expect("a kind")] += kib;
+            out[current.slot()] += kib;
         } else if line
             .split_whitespace()
             .next()
@@ -77,8 +82,7 @@ pub fn of_pid(pid: u32) -> [u64; 4] {
 
 /// The PSS of `kind` in process `pid`, MiB.
 pub fn mib_of(pid: u32, kind: Kind) -> f64 {
-    let i = Kind::ALL.iter().position(|k| *k == kind).expect("a kind");
-    of_pid(pid)[i] as f64 / 1024.0
+    of_pid(pid)[kind.slot()] as f64 / 1024.0
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use voidbox_integration::otlp::Receiver;
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
-
 use voidbox_integration::smaps;
 
 use crate::container::DENSE_TCG_CACHE_MIB;
@@ -110,10 +109,12 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
         let pid = shim_pid(shim)?;
         let mut total = 0u64;
         for (p, name) in tree(pid) {
-            let pss = pss_kib(p);
+            // One read of its mappings gives both the whole and the parts.
+            let parts = smaps::of_pid(p);
+            let pss = parts.iter().sum();
             total += pss;
             by_name.entry(name).or_default().push(pss);
-            for (sum, kib) in by_kind.iter_mut().zip(smaps::of_pid(p)) {
+            for (sum, kib) in by_kind.iter_mut().zip(parts) {
                 *sum += kib;
             }
         }
@@ -148,8 +149,7 @@ async fn idle(receiver: &Receiver, env: &[(&str, &str)], tag: &str) -> Result<()
         mib(*totals.last().unwrap()),
         if median <= GOAL_MIB { "met" } else { "NOT met" }
     );
-    // The same PSS by what the mappings hold (smaps read just after the
-    // rollups: the two may differ by a few pages).
+    // The same PSS by what the mappings hold.
     println!("  where it goes, per container on average:");
     for (kind, kib) in smaps::Kind::ALL.iter().zip(by_kind) {
         println!("    {:<44} {:>6.1} MiB", kind.label(), mib(kib) / shims.len() as f64);
