@@ -152,13 +152,15 @@ fetch_source_file() {
     (cd "$work" && papt_get source --download-only "$pkg=$ver" >&2) ||
         log "apt-get source failed; going on if $file arrived"
     [[ -f $work/$file ]] || die "$file was not downloaded"
+    # awk reads to the end: leaving early would end apt-cache with SIGPIPE,
+    # which pipefail makes this script's exit status.
     want=$(papt_cache showsrc "$pkg" | awk -v RS= -v v="$ver" -v f="$file" '
-        index($0, "\nVersion: " v "\n") {
+        !found && index($0, "\nVersion: " v "\n") {
             n = split($0, l, "\n")
             for (i = 1; i <= n; i++) {
                 if (l[i] ~ /^Checksums-Sha256:/) s = 1
                 else if (l[i] !~ /^ /) s = 0
-                else if (s) { split(l[i], w, " "); if (w[3] == f) { print w[1]; exit } }
+                else if (s) { split(l[i], w, " "); if (w[3] == f) { print w[1]; found = 1; break } }
             }
         }')
     got=$(sha256sum < "$work/$file" | cut -c1-64)
