@@ -87,6 +87,27 @@ pub fn vmm_program() -> &'static str {
     test_backend().vmm().name
 }
 
+/// The one VMM process of the shim whose state directory is `dir`:
+/// `pid: command line`.
+pub fn vmm_process(dir: &Path) -> String {
+    let vmm = vmm_program();
+    let mut vms: Vec<String> = processes_mentioning(&dir.join("vms"))
+        .into_iter()
+        .filter(|p| p.contains(vmm))
+        .collect();
+    assert_eq!(vms.len(), 1, "{vms:#?}");
+    vms.remove(0)
+}
+
+/// The pid of [`vmm_process`].
+pub fn vmm_pid(dir: &Path) -> u32 {
+    let vm = vmm_process(dir);
+    vm.split(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{vm}"))
+}
+
 /// Whether every program the test backend runs for `config` is among
 /// `running` (`pid: command line` entries).
 pub fn runs_all_of(config: &VmConfig, running: &[String]) -> Result<(), String> {

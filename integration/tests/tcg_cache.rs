@@ -15,21 +15,6 @@ use voidbox_integration::smaps::{mib_of, Kind};
 /// less than a start fills (about 36 MiB).
 const RELEASED_MIB: f64 = 8.0;
 
-/// The one VMM `shim` runs: `pid: command line`.
-fn vmm_process(shim: &ShimUnderTest) -> String {
-    let vmm = voidbox_integration::vmm_program();
-    let mut vms: Vec<String> = voidbox_integration::processes_mentioning(&shim.dir.join("vms"))
-        .into_iter()
-        .filter(|p| p.contains(vmm))
-        .collect();
-    assert_eq!(vms.len(), 1, "{vms:#?}");
-    vms.remove(0)
-}
-
-fn vmm_pid(shim: &ShimUnderTest) -> u32 {
-    vmm_process(shim).split(':').next().unwrap().parse().unwrap()
-}
-
 /// The VMM's translation cache, MiB, polled until `done` holds or `within`
 /// passes; the last reading.
 async fn cache_until(pid: u32, within: Duration, done: impl Fn(f64) -> bool) -> f64 {
@@ -54,7 +39,7 @@ async fn a_running_containers_translation_cache_goes_back_to_the_host() {
     }
     let shim = ShimUnderTest::start_with_env("tcg-release", &spec(&["sleep", "60"]), &[]).await;
     shim.create_and_start(&[]).await;
-    let pid = vmm_pid(&shim);
+    let pid = voidbox_integration::vmm_pid(&shim.dir);
     let filled = mib_of(pid, Kind::TranslationCache);
     assert!(filled > 2.0 * RELEASED_MIB, "the start translated only {filled:.1} MiB");
     let left = cache_until(pid, Duration::from_secs(15), |mib| mib < RELEASED_MIB).await;
@@ -81,7 +66,7 @@ async fn with_the_release_off_the_cache_stays() {
     let env = [("VOIDBOX_TCG_RELEASE_MS", "0")];
     let shim = ShimUnderTest::start_with_env("tcg-keep", &spec(&["sleep", "60"]), &env).await;
     shim.create_and_start(&[]).await;
-    let pid = vmm_pid(&shim);
+    let pid = voidbox_integration::vmm_pid(&shim.dir);
     // Three default windows (config.rs, DEFAULT_TCG_RELEASE).
     let kept = cache_until(pid, Duration::from_secs(6), |mib| mib < RELEASED_MIB).await;
     assert!(
@@ -135,7 +120,7 @@ async fn the_translation_cache_setting_reaches_the_vmm() {
     let shim =
         ShimUnderTest::start_with_env("tcg-cache", &spec(&["sleep", "60"]), &[("VOIDBOX_TCG_CACHE_MIB", "24")]).await;
     shim.create_and_start(&[]).await;
-    let vm = vmm_process(&shim);
+    let vm = voidbox_integration::vmm_process(&shim.dir);
     if voidbox_integration::under_tcg() {
         assert!(vm.contains(" -accel tcg,tb-size=24 "), "{vm}");
     } else {

@@ -11,6 +11,7 @@ mod console;
 mod error;
 mod mounts;
 mod network;
+mod page_reporting;
 mod power;
 mod reaper;
 mod services;
@@ -46,6 +47,7 @@ fn main() {
     #[cfg(feature = "debug-rpcs")]
     test_clock::apply(&cmdline);
     let spans = clock.step("guest.tracing", || trace::init(&cmdline));
+    page_reporting::apply(&cmdline);
 
     if let Err(e) = setup(&clock) {
         error!("guest setup failed: {e}");

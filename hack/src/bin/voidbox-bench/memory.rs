@@ -189,9 +189,15 @@ async fn balloon(env: &[(&str, &str)]) -> Result<(), String> {
     let at = |secs: u64| started + Duration::from_secs(secs);
     tokio::time::sleep_until(at(8).into()).await;
     let idle = pss_of(&shim)?;
-    tokio::time::sleep_until(at(12).into()).await;
-    let peak = pss_of(&shim)?;
-    // Freed at about 13 s; the guest reports free pages every 2 s.
+    // dd fills its buffer from about 10 s; the most it holds, read until
+    // well after `sleep 3` ends (filling 200 MiB under TCG takes seconds).
+    let mut peak = idle;
+    while std::time::Instant::now() < at(16) {
+        peak = peak.max(pss_of(&shim)?);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Freed at about 13 s, or once dd has filled its buffer; the guest
+    // reports free pages every 2 s.
     tokio::time::sleep_until(at(25).into()).await;
     let after = pss_of(&shim)?;
     shim.kill_and_remove().await;
