@@ -8,7 +8,7 @@
 //! when the balloon driver registers (later kernels keep it), so it is
 //! written again here, after the driver is up.
 
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::cmdline::Cmdline;
 
@@ -30,7 +30,9 @@ pub fn apply(cmdline: &Cmdline) {
         }
     };
     match std::fs::write(PARAM, order.to_string()) {
-        Ok(()) => info!("free page reporting from order {order} up"),
+        // Debug only: otherwise a line on every boot's console, which
+        // the emulated serial port writes a byte at a time.
+        Ok(()) => debug!("free page reporting from order {order} up"),
         // A kernel without free page reporting has nothing to set.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => warn!("cannot set free page reporting's order: write {PARAM}: {e}"),
