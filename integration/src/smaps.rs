@@ -85,6 +85,24 @@ pub fn mib_of(pid: u32, kind: Kind) -> f64 {
     of_pid(pid)[kind.slot()] as f64 / 1024.0
 }
 
+/// The whole PSS of process `pid`, MiB.
+pub fn total_mib(pid: u32) -> f64 {
+    of_pid(pid).iter().sum::<u64>() as f64 / 1024.0
+}
+
+/// A reading in MiB (`read`), taken every 200 ms until `done` holds or
+/// `within` passes; the last one.
+pub async fn poll_mib(within: std::time::Duration, read: impl Fn() -> f64, done: impl Fn(f64) -> bool) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let mib = read();
+        if done(mib) || start.elapsed() > within {
+            return mib;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

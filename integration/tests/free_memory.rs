@@ -6,27 +6,11 @@
 use std::time::{Duration, Instant};
 
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
+use voidbox_integration::smaps::{poll_mib, total_mib};
 
 /// The order the guest reports free blocks from, as a container sees it:
 /// the exit status is 100 + the order (2 if it cannot be read).
 const REPORTING_ORDER: &str = "exit $((100 + $(cat /sys/module/page_reporting/parameters/page_reporting_order)))";
-
-/// `pid`'s PSS, MiB; 0 once it is gone.
-fn pss_mib(pid: u32) -> f64 {
-    voidbox_integration::smaps::of_pid(pid).iter().sum::<u64>() as f64 / 1024.0
-}
-
-/// Polls `pid`'s PSS until it passes `above` or `within` passes; the last reading.
-async fn pss_above(pid: u32, above: f64, within: Duration) -> f64 {
-    let start = Instant::now();
-    loop {
-        let mib = pss_mib(pid);
-        if mib > above || start.elapsed() > within {
-            return mib;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 /// The guest reports from order 0, as the shim asks; left to itself, Linux
 /// 6.1 would report only whole pageblocks (order 9).
@@ -74,8 +58,8 @@ async fn memory_a_container_frees_goes_back_to_the_host() {
     let shim = ShimUnderTest::start_with_env("free-memory", &spec(&["sh", "-c", script]), &[]).await;
     shim.create_and_start(&[]).await;
     let pid = voidbox_integration::vmm_pid(&shim.dir);
-    let before = pss_mib(pid);
-    let holding = pss_above(pid, before + 100.0, Duration::from_secs(20)).await;
+    let before = total_mib(pid);
+    let holding = poll_mib(Duration::from_secs(20), || total_mib(pid), |mib| mib > before + 100.0).await;
     assert!(
         holding > before + 100.0,
         "the VMM's PSS went from {before:.1} to only {holding:.1} MiB"
@@ -84,7 +68,7 @@ async fn memory_a_container_frees_goes_back_to_the_host() {
     let mut peak = holding;
     let start = Instant::now();
     let after = loop {
-        let mib = pss_mib(pid);
+        let mib = total_mib(pid);
         peak = peak.max(mib);
         if mib < peak - 100.0 || start.elapsed() > Duration::from_secs(30) {
             break mib;

@@ -6,10 +6,10 @@
 //! its translation cache goes back to the host, and a QEMU that cannot
 //! give it back is named in the log while the container runs on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
-use voidbox_integration::smaps::{mib_of, Kind};
+use voidbox_integration::smaps::{mib_of, poll_mib, Kind};
 
 /// More than an idle VM keeps once its cache is given back (about 1 MiB),
 /// less than a start fills (about 36 MiB).
@@ -18,14 +18,7 @@ const RELEASED_MIB: f64 = 8.0;
 /// The VMM's translation cache, MiB, polled until `done` holds or `within`
 /// passes; the last reading.
 async fn cache_until(pid: u32, within: Duration, done: impl Fn(f64) -> bool) -> f64 {
-    let start = Instant::now();
-    loop {
-        let mib = mib_of(pid, Kind::TranslationCache);
-        if done(mib) || start.elapsed() > within {
-            return mib;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_mib(within, || mib_of(pid, Kind::TranslationCache), done).await
 }
 
 /// Under TCG, the cache a start filled goes back once the VM is quiet, and
