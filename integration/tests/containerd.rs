@@ -144,7 +144,10 @@ fn exec_while_the_task_runs_and_pids(v: ContainerdVersion) {
 }
 
 fn kill_with_term_and_kill(v: ContainerdVersion) {
-    let ctd = Containerd::start_on(v, "kill", &[]);
+    // The guest holds each Kill's answer back, so the exit and `ctr run
+    // --rm`'s Delete come first, as under load: the Kill must still succeed.
+    let delay = [("VOIDBOX_GUEST_CMDLINE", "voidbox.test.kill_answer_delay_ms=1000")];
+    let ctd = Containerd::start_on(v, "kill", &delay);
     // TERM reaches the container, which exits by its own trap.
     let mut term = ctd
         .run_command(

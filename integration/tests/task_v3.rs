@@ -194,16 +194,42 @@ async fn two_creates_of_one_id_at_once_give_one_container_and_one_already_exists
 }
 
 /// A Kill whose process dies at once can still be in flight when the exit
-/// reaches containerd, which may Delete the task, and so end its VM, before
-/// the Kill's answer is in (containerd 2.1 stopping a pod did, once, under
-/// load). The Kill then answers as for a finished process (NotFound), which
-/// containerd takes for done, never with the VM's lost connection. The test
+/// reaches the client, which may Delete the task before the guest has
+/// answered the Kill (`ctr task kill` beside `ctr run --rm` did, under load).
+/// Delete waits for the answer, so the Kill that worked says so. The test
 /// image's guest holds Kill's answer back (`voidbox.test.kill_answer_delay_ms`)
-/// so that the Delete always overtakes it.
+/// so that the exit and the Delete always come first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kill_overtaken_by_delete_answers_as_for_a_finished_process() {
-    let env = [("VOIDBOX_GUEST_CMDLINE", "voidbox.test.kill_answer_delay_ms=2000")];
-    let shim = ShimUnderTest::start_with_env("killrace", &spec(&["sleep", "300"]), &env).await;
+async fn a_delete_waits_for_the_answer_of_a_kill_in_flight() {
+    let (killed, deleted, log) = kill_overtaken_by_delete("killrace", 2000).await;
+    killed.expect("the Kill that sent the signal succeeds");
+    assert_eq!(deleted.exit_status, 137);
+    assert!(!log.contains("deleting without it"), "{log}");
+}
+
+/// A guest that never answers a Kill holds Delete no longer than its bound:
+/// the VM then ends, and the Kill answers as for a finished process
+/// (NotFound), never with the VM's lost connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_answer_held_past_the_bound_does_not_hold_delete() {
+    let (killed, deleted, log) = kill_overtaken_by_delete("killheld", 60_000).await;
+    assert_eq!(deleted.exit_status, 137);
+    let status = rpc_status(killed.expect_err("the VM ended before the Kill's answer"));
+    assert_eq!(status.code(), ttrpc::Code::NOT_FOUND, "{status:?}");
+    assert_eq!(status.message(), "process init already finished");
+    assert!(
+        log.contains("a Kill's answer took more than 5s: deleting without it"),
+        "{log}"
+    );
+}
+
+/// Sends KILL to a `sleep` whose guest holds Kill's answer `delay_ms`, and
+/// Deletes the task once it has exited: the Kill's result, the Delete's
+/// answer and the shim's log, after the shim is gone and left nothing.
+async fn kill_overtaken_by_delete(id: &str, delay_ms: u64) -> (Result<(), ttrpc::Error>, DeleteResponse, String) {
+    let cmdline = format!("voidbox.test.kill_answer_delay_ms={delay_ms}");
+    let env = [("VOIDBOX_GUEST_CMDLINE", cmdline.as_str())];
+    let shim = ShimUnderTest::start_with_env(id, &spec(&["sleep", "300"]), &env).await;
     shim.create_and_start(&[]).await;
     let kill = KillRequest {
         id: shim.id.clone(),
@@ -218,12 +244,12 @@ async fn a_kill_overtaken_by_delete_answers_as_for_a_finished_process() {
         shim.wait(&[]).await;
         shim.client.delete(shim.ctx(&[]), &delete).await
     });
-    assert_eq!(deleted.expect("Delete").exit_status, 137);
-    let status = rpc_status(killed.expect_err("the VM ended before the Kill's answer"));
-    assert_eq!(status.code(), ttrpc::Code::NOT_FOUND, "{status:?}");
-    assert_eq!(status.message(), "process init already finished");
+    let deleted = deleted.expect("Delete");
+    let log = shim.log();
+    let killed = killed.map(|_| ());
     shim.shutdown(&[]).await;
     shim.assert_gone_clean(Duration::from_secs(10)).await;
+    (killed, deleted, log)
 }
 
 /// A spec field the guest cannot honour, or one voidbox does not know, is

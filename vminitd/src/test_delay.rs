@@ -1,8 +1,8 @@
 //! A test-only delay (built only with the `debug-rpcs` feature, the test
 //! image's): `voidbox.test.kill_answer_delay_ms=N` holds Kill's answer N ms
-//! after the signal went out. The container's exit, and a Delete that ends
-//! the VM, can then overtake the answer, as they did once under load; the
-//! shim must answer such a Kill as for a finished process.
+//! after the signal went out. The container's exit, and the client's
+//! Delete, then overtake the answer, as they did under load; the shim's
+//! Delete must wait for it (up to a bound) before it ends the VM.
 
 use std::sync::OnceLock;
 use std::time::Duration;

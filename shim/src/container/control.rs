@@ -27,12 +27,12 @@ impl Container {
             all,
             ..Default::default()
         };
+        let _answering = self.kills.read().await;
         match self.ask(self.guest().kill(&kill)).await {
             Ok(()) => Ok(()),
-            // The process died of the signal, and its exit overtook the
-            // answer: a Delete may have ended the VM, and the connection
-            // with it, before the answer came. That is the answer a Kill
-            // a moment later gets, and containerd takes it for done.
+            // The VM ended under the call (it crashed, or a Delete waited
+            // for the answer no longer than its bound): the answer a Kill
+            // a moment later gets.
             Err(_) if ended() => Err(finished()),
             Err(e) => Err(e),
         }
