@@ -13,10 +13,12 @@ GUEST_FLAGS  = RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$(CU
 # the demo, the bench and what `make install` ships use the release image.
 WITH_ASSETS  = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh
 WITH_RELEASE = VOIDBOX_CACHE=$(CACHE) hack/with-assets.sh --release
+# Where a checkout's cargo build directory is kept (hack/cargo-target.sh); empty: in the checkout.
+CARGO_TARGET_CACHE ?= $(CACHE)/cargo-target
 
 export VOIDBOX_CACHE := $(CACHE)
 
-.PHONY: all deps kernel guest-bins image image-verify build lint test test-install test-tracing test-libkrun \
+.PHONY: all deps cargo-target kernel guest-bins image image-verify build lint test test-install test-tracing test-libkrun \
         bench soak demo install uninstall clean jaeger-start jaeger-stop jaeger-open jaeger-gantt
 
 all: build image
@@ -24,6 +26,10 @@ all: build image
 ## deps: apt packages, vhost-device-vsock, mermaid-cli and the fetched clients (cached)
 deps:
 	@hack/install-deps.sh >/dev/null
+
+## cargo-target: `target` as a link into $(CARGO_TARGET_CACHE), unless the checkout has one already
+cargo-target:
+	@hack/cargo-target.sh "$(CARGO_TARGET_CACHE)"
 
 ## kernel: the guest vmlinux, from linux-source-6.1 + guest/kernel.fragment (cached)
 kernel: deps
@@ -34,7 +40,7 @@ kernel: deps
 ## without it ($(GUEST_BIN)/vminitd, the release image's). Cargo keeps both
 ## builds cached (features are part of its fingerprint); the release one is
 ## built last, so the plain `vminitd` is always the one without the feature.
-guest-bins:
+guest-bins: cargo-target
 	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd --features vminitd/debug-rpcs
 	cp -f $(GUEST_BIN)/vminitd $(GUEST_BIN)/vminitd-debug
 	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd -p bare-init -p hostile-init
@@ -51,7 +57,7 @@ image-verify: deps guest-bins
 	guest/build-image.sh --verify $(GUEST_BIN)/vminitd-debug
 
 ## build: the host binaries
-build:
+build: cargo-target
 	$(CARGO) build --workspace
 
 ## lint: formatting, clippy, and the shim's house rules (shim/tests/layers.rs:
@@ -59,7 +65,7 @@ build:
 ## Host dev builds here pick packages with --workspace, not -p: cargo resolves
 ## features over the packages picked, so a -p build compiles its own variant of
 ## every dependency whose features differ (a minute of `make test` did that twice).
-lint:
+lint: cargo-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test -q --workspace --test layers
@@ -147,7 +153,7 @@ test-tracing: deps kernel guest-bins
 TRACE_BIN = $(or $(CARGO_TARGET_DIR),target)/debug/voidbox-trace
 
 ## jaeger-gantt: the latest voidbox trace (from Jaeger, or TRACE_FILE=OTLP JSON; TRACE_ID=... picks one) as Mermaid + waterfall
-jaeger-gantt:
+jaeger-gantt: cargo-target
 	@$(CARGO) build -q --workspace --bin voidbox-trace
 	@if [ -n "$(TRACE_FILE)" ]; then $(TRACE_BIN) show --file $(TRACE_FILE) $(if $(TRACE_ID),--trace $(TRACE_ID)); \
 	else $(TRACE_BIN) show --jaeger $${JAEGER_URL:-http://localhost:16686}; fi
@@ -178,5 +184,7 @@ test-install: install
 	@test ! -e $(PREFIX)/bin/containerd-shim-voidbox-v2 && test ! -e $(PREFIX)/share/voidbox && \
 		echo "test-install: uninstall removed everything"
 
+## clean: cargo's build directory, and the cache's copy of it if `target` links there
 clean:
+	@if [ -L target ]; then echo "rm -rf $$(readlink target) target"; rm -rf "$$(readlink target)" target; fi
 	$(CARGO) clean
