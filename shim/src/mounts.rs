@@ -12,6 +12,15 @@ pub fn unmount_all(path: &Path) {
     }
 }
 
+/// Writes back the filesystem `path` is on (an overlay: its upper layer's).
+/// Best effort: an unmount syncs again anyway.
+pub fn sync_filesystem(path: &Path) {
+    let synced = std::fs::File::open(path).and_then(|f| nix::unistd::syncfs(&f).map_err(std::io::Error::from));
+    if let Err(e) = synced {
+        tracing::debug!("syncfs {}: {e}", path.display());
+    }
+}
+
 /// The mount points strictly under `path`, parents first, as this mount
 /// namespace sees them.
 pub fn submounts(path: &Path) -> Vec<PathBuf> {

@@ -183,7 +183,7 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
     match created.await {
         Ok(()) => Ok(container),
         Err(e) => {
-            container.release_files().await;
+            container.release_files(None).await;
             Err(e)
         }
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use self::rootfs::Rootfs;
 use crate::error::{Result, ShimError};
@@ -111,12 +112,26 @@ impl Container {
         ShimError::FailedPrecondition(format!("container {} is not running: its VM has ended", self.id))
     }
 
+    /// Starts the host's writeback of the rootfs's filesystem, which its
+    /// unmount would wait for: begun as Delete begins, it runs while the
+    /// guest shuts down. `release_files` waits for it.
+    pub fn start_writeback(&self) -> Option<JoinHandle<()>> {
+        let path = self.rootfs.lock().expect("rootfs lock").mounted()?.to_path_buf();
+        Some(tokio::task::spawn_blocking(move || {
+            crate::mounts::sync_filesystem(&path)
+        }))
+    }
+
     /// Unmounts what the container put in the share and its rootfs. A span
     /// of its own: an overlay rootfs's unmount syncs the host filesystem
-    /// under it, so it lasts as long as the host's writeback, on a blocking
-    /// thread, not holding an async worker (a pod's other containers') for it.
-    pub async fn release_files(self: &Arc<Self>) {
+    /// under it, so it lasts as long as the host's writeback (what of it
+    /// `writeback` has not done yet), on a blocking thread, not holding an
+    /// async worker (a pod's other containers') for it.
+    pub async fn release_files(self: &Arc<Self>, writeback: Option<JoinHandle<()>>) {
         let span = tracing::info_span!("Unmount");
+        if let Some(w) = writeback {
+            let _ = w.instrument(span.clone()).await;
+        }
         let c = self.clone();
         let unmount = move || {
             let _entered = span.entered();

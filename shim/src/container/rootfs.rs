@@ -54,6 +54,11 @@ impl Rootfs {
         &self.path
     }
 
+    /// The rootfs's path if this mounted it (its unmount is then ours).
+    pub fn mounted(&self) -> Option<&Path> {
+        self.mounted.then_some(self.path.as_path())
+    }
+
     pub fn unmount(&mut self) {
         if self.mounted {
             unmount_all(&self.path);

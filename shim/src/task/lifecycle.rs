@@ -113,6 +113,7 @@ impl TaskService {
         c.check_deletable(&p)?;
         let (status, at) = p.exit().unwrap_or((0, SystemTime::now()));
         if req.exec_id.is_empty() {
+            let writeback = c.start_writeback();
             c.delete_init().await;
             if c.owns_vm() {
                 // A pod's VM ends with its sandbox container.
@@ -122,7 +123,7 @@ impl TaskService {
                 // the container's root span tells what was lost.
                 self.registry.annotate_root(&req.id, &roots::span_losses(&self.obs));
             }
-            c.release_files().await;
+            c.release_files(writeback).await;
             self.registry.remove(&req.id);
             info!(id = %req.id, "container deleted");
             let event = TaskDelete {

@@ -84,7 +84,7 @@ async fn measure(bundle: &Path, rounds: usize) -> Result<(), String> {
         .map_err(|e| format!("create the container: {e}"))?;
     let result = windows(container.guest(), rounds).await;
     container.sandbox.teardown().await;
-    container.release_files().await;
+    container.release_files(None).await;
     result
 }
 
