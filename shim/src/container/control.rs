@@ -27,12 +27,12 @@ impl Container {
             all,
             ..Default::default()
         };
-        let _answering = self.kills.read().await;
+        let _answering = self.sandbox.kills.read().await;
         match self.ask(self.guest().kill(&kill)).await {
             Ok(()) => Ok(()),
-            // The VM ended under the call (it crashed, or a Delete waited
-            // for the answer no longer than its bound): the answer a Kill
-            // a moment later gets.
+            // The VM ended under the call (it crashed, or its teardown
+            // waited for the answer no longer than its bound): the answer a
+            // Kill a moment later gets.
             Err(_) if ended() => Err(finished()),
             Err(e) => Err(e),
         }

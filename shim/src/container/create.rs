@@ -133,7 +133,6 @@ async fn create_in(opts: &CreateOptions<'_>, sandbox: &Arc<Sandbox>, bundle: Bun
         execs: Mutex::new(Default::default()),
         paused: AtomicBool::new(false),
         deleting: AtomicBool::new(false),
-        kills: Default::default(),
         ooms: AtomicU64::new(0),
         received: opts.received,
         tasks: Mutex::new(Vec::new()),

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info_span, warn, Instrument};
 use voidbox_api::task as guest;
@@ -11,9 +10,6 @@ use super::process::{Process, Status};
 use super::Container;
 use crate::error::{Result, ShimError};
 use crate::io::{Owner, ProcessIo};
-
-/// How long Delete waits for the guest to answer the Kills in flight.
-const KILL_ANSWER_BOUND: Duration = Duration::from_secs(5);
 
 /// "init" for the init process, else the exec id: for messages.
 pub fn display_exec(exec_id: &str) -> &str {
@@ -93,7 +89,6 @@ impl Container {
     /// the VM (or the container's part of it) goes anyway.
     pub async fn delete_init(&self) {
         self.deleting.store(true, Ordering::SeqCst);
-        self.wait_for_kills().await;
         if self.vm_gone() || self.owns_vm() {
             return;
         }
@@ -104,20 +99,6 @@ impl Container {
         let deleted = self.guest().delete(&del).instrument(info_span!("TaskDelete")).await;
         if let Err(e) = deleted {
             warn!(id = %self.id, "{e}");
-        }
-    }
-
-    /// Waits, up to a bound, for the answers of Kills in flight. A process
-    /// that dies of a signal at once can exit, and its client Delete the
-    /// task, before the guest has answered the Kill; ending the VM then
-    /// would fail a Kill that worked (`ctr task kill` beside `ctr run`).
-    async fn wait_for_kills(&self) {
-        if self.kills.try_write().is_ok() {
-            return;
-        }
-        let wait = tokio::time::timeout(KILL_ANSWER_BOUND, self.kills.write());
-        if wait.instrument(info_span!("KillAnswers")).await.is_err() {
-            warn!(id = %self.id, "a Kill's answer took more than {KILL_ANSWER_BOUND:?}: deleting without it");
         }
     }
 

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -46,9 +45,6 @@ pub struct Container {
     pub paused: AtomicBool,
     /// Set once Delete has begun: the VM's end is then expected.
     pub deleting: AtomicBool,
-    /// Held shared by each Kill until the guest answers it, and taken
-    /// whole by Delete: a Delete does not end the VM under a Kill's answer.
-    pub kills: RwLock<()>,
     /// OOM kills the guest reported while the container ran.
     pub ooms: AtomicU64,
     /// When Create arrived: container start latency runs from here.

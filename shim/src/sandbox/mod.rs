@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
+use tokio::sync::RwLock;
 use tokio::task::JoinHandle;
 use tracing::{info_span, warn};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -75,6 +76,9 @@ pub struct Sandbox {
     network: Option<PodNet>,
     /// Counted in the live-VM gauge until teardown.
     live: AtomicBool,
+    /// Held shared by each Kill until the guest answers it, and taken
+    /// whole by teardown, which so does not end the VM under an answer.
+    pub kills: RwLock<()>,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -189,6 +193,7 @@ impl Sandbox {
             shared: Mutex::new(shared),
             network,
             live: AtomicBool::new(true),
+            kills: Default::default(),
             tasks: Mutex::new(vec![tokio::spawn(mux.clone().serve(vm.clone()))]),
         });
         if let Some(sink) = &obs.spans {

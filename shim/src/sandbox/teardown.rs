@@ -21,6 +21,8 @@ use crate::otel::metrics::{self, vm_attrs};
 /// How long the guest gets to answer Shutdown (sync, if it must) and close
 /// its span streams.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+/// How long teardown waits for the guest's answers to Kills in flight.
+const KILL_ANSWER_BOUND: Duration = Duration::from_secs(5);
 /// How long teardown waits for the guest's last spans.
 const RELAY_DRAIN: Duration = Duration::from_secs(2);
 /// A clock sample younger than this serves the spans of the end too.
@@ -28,6 +30,7 @@ const FRESH_SAMPLE: Duration = Duration::from_secs(1);
 
 pub(super) async fn teardown(sandbox: &Sandbox) {
     if sandbox.vm.try_exit().is_none() {
+        wait_for_kills(sandbox).await;
         span_drain(sandbox).instrument(info_span!("SpanDrain")).await;
         async {
             let exit = sandbox.vm.kill().await;
@@ -40,6 +43,20 @@ pub(super) async fn teardown(sandbox: &Sandbox) {
         let _ = wait_relay(sandbox).await;
     }
     cleanup(sandbox).instrument(info_span!("Cleanup")).await;
+}
+
+/// Waits, up to a bound, for the guest's answers to Kills in flight. A
+/// process that dies of a signal at once can exit, and its client Delete
+/// the task, before the guest has answered the Kill; ending the VM then
+/// would fail a Kill that worked (`ctr task kill` beside `ctr run --rm`).
+async fn wait_for_kills(sandbox: &Sandbox) {
+    if sandbox.kills.try_write().is_ok() {
+        return;
+    }
+    let wait = tokio::time::timeout(KILL_ANSWER_BOUND, sandbox.kills.write());
+    if wait.instrument(info_span!("KillAnswers")).await.is_err() {
+        warn!(sandbox = %sandbox.id, "a Kill's answer took more than {KILL_ANSWER_BOUND:?}: deleting without it");
+    }
 }
 
 /// The guest ends its span streams (System.Shutdown); the relay
