@@ -37,6 +37,16 @@ pub enum MonitorError {
     Protocol { path: String, what: String },
 }
 
+impl MonitorError {
+    /// An I/O error on the monitor at `shown`, for `map_err`.
+    fn io(shown: &str) -> impl Fn(std::io::Error) -> MonitorError + '_ {
+        move |source| MonitorError::Io {
+            path: shown.to_string(),
+            source,
+        }
+    }
+}
+
 /// Asks the QEMU serving QMP at `path` to release its translation cache.
 pub async fn release_translations(path: &Path) -> Result<Release, MonitorError> {
     let shown = path.display().to_string();
@@ -47,11 +57,8 @@ pub async fn release_translations(path: &Path) -> Result<Release, MonitorError> 
 }
 
 async fn exchange(path: &Path, shown: &str) -> Result<Release, MonitorError> {
-    let io = |source| MonitorError::Io {
-        path: shown.to_string(),
-        source,
-    };
-    let stream = UnixStream::connect(path).await.map_err(io)?;
+    let io = MonitorError::io(shown);
+    let stream = UnixStream::connect(path).await.map_err(&io)?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     // The greeting, then capabilities negotiation, then the command.
@@ -62,7 +69,7 @@ async fn exchange(path: &Path, shown: &str) -> Result<Release, MonitorError> {
     ] {
         let mut line = command.to_string();
         line.push('\n');
-        write.write_all(line.as_bytes()).await.map_err(io)?;
+        write.write_all(line.as_bytes()).await.map_err(&io)?;
         let answer = reply(&mut lines, shown, "return").await?;
         if let Some(text) = answer.get("return").and_then(Value::as_str) {
             // HMP answers an unknown command in text, not as an error.
@@ -89,10 +96,7 @@ where
         let n = AsyncReadExt::take(&mut *lines, MAX_LINE as u64)
             .read_line(&mut line)
             .await
-            .map_err(|source| MonitorError::Io {
-                path: shown.to_string(),
-                source,
-            })?;
+            .map_err(MonitorError::io(shown))?;
         if n == 0 {
             return Err(protocol("closed".into()));
         }
