@@ -3,7 +3,8 @@
 //! takes the same reports), blocks of every size, as the shim asks on the
 //! kernel's command line (`page_reporting.page_reporting_order=0`).
 
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::time::Duration;
 
 use voidbox_integration::shim_client::{spec, ShimUnderTest};
 use voidbox_integration::smaps::{poll_mib, total_mib};
@@ -65,16 +66,17 @@ async fn memory_a_container_frees_goes_back_to_the_host() {
         "the VMM's PSS went from {before:.1} to only {holding:.1} MiB"
     );
     // The peak, then the fall from it.
-    let mut peak = holding;
-    let start = Instant::now();
-    let after = loop {
-        let mib = total_mib(pid);
-        peak = peak.max(mib);
-        if mib < peak - 100.0 || start.elapsed() > Duration::from_secs(30) {
-            break mib;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let peak = Cell::new(holding);
+    let after = poll_mib(
+        Duration::from_secs(30),
+        || total_mib(pid),
+        |mib| {
+            peak.set(peak.get().max(mib));
+            mib < peak.get() - 100.0
+        },
+    )
+    .await;
+    let peak = peak.get();
     assert!(
         after < peak - 100.0,
         "the VMM's PSS is still {after:.1} MiB after the container freed 128 MiB (peak {peak:.1}, before {before:.1}); log:\n{}",
