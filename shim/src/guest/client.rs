@@ -142,10 +142,12 @@ impl GuestClient {
         .await
     }
 
-    pub async fn set_time(&self, req: &SetTimeRequest) -> Result<(), GuestError> {
+    /// Sets the guest's wall clock; answers the guest's clock just after
+    /// (0 from a guest that does not say).
+    pub async fn set_time(&self, req: &SetTimeRequest) -> Result<i64, GuestError> {
         call("System.SetTime", self.short(), self.system.set_time(ctx(), req))
             .await
-            .map(drop)
+            .map(|r| r.realtime_unix_nano)
     }
 
     pub async fn configure_network(&self, req: &ConfigureNetworkRequest) -> Result<(), GuestError> {

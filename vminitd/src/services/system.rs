@@ -113,7 +113,10 @@ impl System for SystemService {
             let ns = req.realtime_unix_nano;
             let ts = nix::sys::time::TimeSpec::new(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
             nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(sys("clock_settime"))?;
-            Ok::<_, Error>(SetTimeResponse::default())
+            Ok::<_, Error>(SetTimeResponse {
+                realtime_unix_nano: boot::realtime_ns(),
+                ..Default::default()
+            })
         })
         .await
     }

@@ -20,7 +20,12 @@ use crate::guest::{GuestClient, GuestError};
 
 pub mod rebase;
 
+/// Exchanges per sample at most.
 const ROUNDS: usize = 8;
+/// After the boot's set, exchanges stop at a sample this good: each is a
+/// round trip on a start's path, and the set's answer, which carries the
+/// guest's clock, is often good enough alone.
+const GOOD_ENOUGH_NS: i64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -67,9 +72,18 @@ fn sample(t0: i64, g: i64, t1: i64) -> Sample {
     }
 }
 
-async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
-    let mut best: Option<Sample> = None;
+/// The best of `best` and up to `rounds` more exchanges (the shortest round
+/// trip), stopping early at one within `good_enough` of uncertainty.
+async fn measure(
+    guest: &GuestClient,
+    rounds: usize,
+    good_enough: Option<i64>,
+    mut best: Option<Sample>,
+) -> Result<Sample, GuestError> {
     for _ in 0..rounds {
+        if best.zip(good_enough).is_some_and(|(b, g)| b.uncertainty_ns <= g) {
+            break;
+        }
         let t0 = now_ns();
         let g = guest.clock().await?.realtime_unix_nano;
         let t1 = now_ns();
@@ -78,7 +92,7 @@ async fn measure(guest: &GuestClient, rounds: usize) -> Result<Sample, GuestErro
             best = Some(sample);
         }
     }
-    Ok(best.expect("at least one round"))
+    Ok(best.expect("at least one round or sample"))
 }
 
 impl Clock {
@@ -92,7 +106,8 @@ impl Clock {
 
     /// Sets the guest's wall clock from the host's (unless `set_time` is
     /// false: the clock tests' deliberately wrong guest clock), then, if
-    /// `measure`, measures what offset remains and keeps it. Only guest
+    /// `measure`, measures what offset remains and keeps it: the set's own
+    /// answer, and more exchanges until one is good enough. Only guest
     /// spans (rebased by it) and the clock metrics use that measure; a VM
     /// with neither is spared its exchanges. Returns (offset before, offset
     /// after if measured).
@@ -102,17 +117,25 @@ impl Clock {
         set_time: bool,
         measure: bool,
     ) -> Result<(Sample, Option<Sample>), GuestError> {
-        let before = self::measure(guest, 3).await?;
+        let before = self::measure(guest, 3, None, None).await?;
+        let mut set = None;
         if set_time {
+            let t0 = now_ns();
             let req = SetTimeRequest {
                 // The request reaches the guest about half a round trip later.
-                realtime_unix_nano: now_ns().saturating_add(before.uncertainty_ns),
+                realtime_unix_nano: t0.saturating_add(before.uncertainty_ns),
                 ..Default::default()
             };
-            guest.set_time(&req).await?;
+            let g = guest.set_time(&req).await?;
+            // A guest that does not say answers 0: no sample then.
+            set = (g != 0).then(|| sample(t0, g, now_ns()));
         }
         let after = match measure {
-            true => Some(self.remeasure(guest).await?),
+            true => {
+                let s = self::measure(guest, ROUNDS, Some(GOOD_ENOUGH_NS), set).await?;
+                self.keep(s);
+                Some(s)
+            }
             false => None,
         };
         Ok((before, after))
@@ -138,7 +161,7 @@ impl Clock {
     }
 
     async fn remeasure_with(&self, guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
-        let sample = measure(guest, rounds).await?;
+        let sample = measure(guest, rounds, None, None).await?;
         self.keep(sample);
         Ok(sample)
     }
