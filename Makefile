@@ -5,7 +5,7 @@ CACHE       ?= /var/cache/voidbox
 PREFIX      ?= /usr/local
 GUEST_TARGET = x86_64-unknown-linux-gnu
 # Where cargo puts the guest's binaries ($CARGO_TARGET_DIR, as hack/with-assets.sh reads it).
-GUEST_BIN    = $(or $(CARGO_TARGET_DIR),target)/$(GUEST_TARGET)/release
+GUEST_BIN    = $(or $(CARGO_TARGET_DIR),target)/$(GUEST_TARGET)/guest
 # The guest's binaries are static (the image carries no libc for them) and
 # independent of where the checkout lives, so the image is too.
 GUEST_FLAGS  = RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$(CURDIR)=/voidbox"
@@ -39,11 +39,12 @@ kernel: deps
 ## test-only Debug service ($(GUEST_BIN)/vminitd-debug, the test image's) and
 ## without it ($(GUEST_BIN)/vminitd, the release image's). Cargo keeps both
 ## builds cached (features are part of its fingerprint); the release one is
-## built last, so the plain `vminitd` is always the one without the feature.
+## built last, so the plain `vminitd` is always the one without the feature. Both in the
+## `guest` profile (Cargo.toml: release with fat LTO, one codegen unit).
 guest-bins: cargo-target
-	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd --features vminitd/debug-rpcs
+	$(GUEST_FLAGS) $(CARGO) build --profile guest --target $(GUEST_TARGET) -p vminitd --features vminitd/debug-rpcs
 	cp -f $(GUEST_BIN)/vminitd $(GUEST_BIN)/vminitd-debug
-	$(GUEST_FLAGS) $(CARGO) build --release --target $(GUEST_TARGET) -p vminitd -p bare-init -p hostile-init
+	$(GUEST_FLAGS) $(CARGO) build --profile guest --target $(GUEST_TARGET) -p vminitd -p bare-init -p hostile-init
 
 ## image: the guest roots (erofs, plus an initramfs twin), cached by input hash:
 ## the release image, then the test image (vminitd-debug)

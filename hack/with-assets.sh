@@ -19,7 +19,7 @@
 #   hack/with-assets.sh [--release] COMMAND [ARGS...]
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-target=${CARGO_TARGET_DIR:-$top/target}/x86_64-unknown-linux-gnu/release
+target=${CARGO_TARGET_DIR:-$top/target}/x86_64-unknown-linux-gnu/guest
 release=
 if [[ ${1:-} == --release ]]; then
     release=1
