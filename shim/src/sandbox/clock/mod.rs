@@ -131,11 +131,7 @@ impl Clock {
             set = (g != 0).then(|| sample(t0, g, now_ns()));
         }
         let after = match measure {
-            true => {
-                let s = self::measure(guest, ROUNDS, Some(GOOD_ENOUGH_NS), set).await?;
-                self.keep(s);
-                Some(s)
-            }
+            true => Some(self.remeasure_with(guest, ROUNDS, Some(GOOD_ENOUGH_NS), set).await?),
             false => None,
         };
         Ok((before, after))
@@ -143,12 +139,12 @@ impl Clock {
 
     /// Measures the offset again and keeps the sample.
     pub async fn remeasure(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
-        self.remeasure_with(guest, ROUNDS).await
+        self.remeasure_with(guest, ROUNDS, None, None).await
     }
 
     /// A last, cheaper sample (teardown's): two exchanges, the better kept.
     pub async fn remeasure_once_more(&self, guest: &GuestClient) -> Result<Sample, GuestError> {
-        self.remeasure_with(guest, 2).await
+        self.remeasure_with(guest, 2, None, None).await
     }
 
     /// Whether the newest sample is younger than `age`. Over so short a
@@ -160,8 +156,14 @@ impl Clock {
         newest.is_some_and(|ns| now_ns().saturating_sub(ns) < age.as_nanos() as i64)
     }
 
-    async fn remeasure_with(&self, guest: &GuestClient, rounds: usize) -> Result<Sample, GuestError> {
-        let sample = measure(guest, rounds, None, None).await?;
+    async fn remeasure_with(
+        &self,
+        guest: &GuestClient,
+        rounds: usize,
+        good_enough: Option<i64>,
+        best: Option<Sample>,
+    ) -> Result<Sample, GuestError> {
+        let sample = measure(guest, rounds, good_enough, best).await?;
         self.keep(sample);
         Ok(sample)
     }
