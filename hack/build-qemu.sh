@@ -4,15 +4,22 @@
 # the microvm machine and the devices hack/qemu/voidbox.mak names. What it
 # adds: the HMP command `tb_flush`, after which TCG's translation cache gives
 # its pages back to the host (docs/performance.md, "The translation cache
-# given back"). The result is cached under a key made of every input; a warm
-# call only prints the path.
+# given back"). It is built twice, the second time optimised with the profile
+# the first, instrumented, build wrote while booting KERNEL with INITRD (the
+# bench's bare init) under TCG: a start is mostly TCG translating the guest's
+# code (docs/performance-start.md). The result is cached under a key made of
+# every input to what the binary does; KERNEL and INITRD only steer how GCC
+# lays it out, so they are not in the key. A warm call only prints the path.
 #
-#   hack/build-qemu.sh   -> prints the path of qemu-system-x86_64
+#   hack/build-qemu.sh KERNEL INITRD   -> prints the path of qemu-system-x86_64
 set -euo pipefail
 
 die() { echo "build-qemu: $*" >&2; exit 1; }
 log() { echo "build-qemu: $*" >&2; }
 
+[[ $# -eq 2 ]] || die "usage: build-qemu.sh KERNEL INITRD (the profile's training boot)"
+kernel=$(realpath -e "$1") || die "no kernel $1"
+initrd=$(realpath -e "$2") || die "no initrd $2"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/papt.sh
 . "$here/papt.sh"
@@ -59,27 +66,52 @@ done
 cp "$here/qemu/voidbox.mak" configs/devices/x86_64-softmmu/voidbox.mak
 mkdir build
 cd build
-# Firmware (microvm's qboot) comes from Debian's qemu-system-data, under
-# /usr/share/qemu (qemu-bundle, below). Every optional
-# library is off by name, so that what a host happens to have installed
-# does not change the binary.
-../configure --prefix=/usr --target-list=x86_64-softmmu \
-    --without-default-devices --with-devices-x86_64=voidbox \
-    --enable-tcg --enable-kvm --enable-seccomp --enable-vhost-user --enable-fdt=system \
-    --audio-drv-list= --disable-docs --disable-tools --disable-guest-agent \
-    --disable-gtk --disable-sdl --disable-vnc --disable-spice --disable-opengl \
-    --disable-curl --disable-libusb --disable-usb-redir --disable-xen --disable-slirp \
-    --disable-capstone --disable-curses --disable-png --disable-gnutls --disable-nettle \
-    --disable-gcrypt --disable-bzip2 --disable-zstd --disable-lzo --disable-snappy \
-    --disable-libudev --disable-linux-aio --disable-linux-io-uring --disable-attr \
-    --disable-cap-ng --disable-selinux --disable-tpm --disable-l2tpv3 --disable-iconv \
-    --disable-libssh --disable-libiscsi --disable-libnfs --disable-rbd --disable-glusterfs \
-    --disable-numa --disable-rdma --disable-pvrdma --disable-libpmem --disable-libdaxctl \
-    --disable-brlapi --disable-virglrenderer --disable-vde --disable-netmap --disable-u2f \
-    --disable-canokey --disable-smartcard --disable-auth-pam --disable-dbus-display \
-    --disable-fuse --disable-blkio --disable-bpf --disable-keyring --disable-mpath \
-    --disable-debug-info --disable-install-blobs --disable-werror >&2
-ninja -j"$(nproc)" qemu-system-x86_64 >&2
+# configure_and_build CFLAGS LDFLAGS
+configure_and_build() {
+    # Firmware (microvm's qboot) comes from Debian's qemu-system-data, under
+    # /usr/share/qemu (qemu-bundle, below). Every optional library is off by
+    # name, so that what a host happens to have installed does not change
+    # the binary.
+    ../configure --prefix=/usr --target-list=x86_64-softmmu \
+        --without-default-devices --with-devices-x86_64=voidbox \
+        --enable-tcg --enable-kvm --enable-seccomp --enable-vhost-user --enable-fdt=system \
+        --audio-drv-list= --disable-docs --disable-tools --disable-guest-agent \
+        --disable-gtk --disable-sdl --disable-vnc --disable-spice --disable-opengl \
+        --disable-curl --disable-libusb --disable-usb-redir --disable-xen --disable-slirp \
+        --disable-capstone --disable-curses --disable-png --disable-gnutls --disable-nettle \
+        --disable-gcrypt --disable-bzip2 --disable-zstd --disable-lzo --disable-snappy \
+        --disable-libudev --disable-linux-aio --disable-linux-io-uring --disable-attr \
+        --disable-cap-ng --disable-selinux --disable-tpm --disable-l2tpv3 --disable-iconv \
+        --disable-libssh --disable-libiscsi --disable-libnfs --disable-rbd --disable-glusterfs \
+        --disable-numa --disable-rdma --disable-pvrdma --disable-libpmem --disable-libdaxctl \
+        --disable-brlapi --disable-virglrenderer --disable-vde --disable-netmap --disable-u2f \
+        --disable-canokey --disable-smartcard --disable-auth-pam --disable-dbus-display \
+        --disable-fuse --disable-blkio --disable-bpf --disable-keyring --disable-mpath \
+        --disable-debug-info --disable-install-blobs --disable-werror \
+        --extra-cflags="$1" --extra-ldflags="$2" >&2
+    ninja -j"$(nproc)" qemu-system-x86_64 >&2
+}
+
+# The profile: GCC's counters, written as each instrumented QEMU exits (the
+# bare init resets the machine, and -no-reboot turns that into an exit).
+# The machine and the kernel's arguments are close to a VM's
+# (shim/src/vm/qemu.rs), without its devices: a profile needs the same hot
+# code in QEMU, not the same command line.
+profile=$build/profile
+configure_and_build "-fprofile-generate=$profile -fprofile-update=atomic" "-fprofile-generate=$profile"
+log "training: 5 boots of $kernel under TCG"
+for i in 1 2 3 4 5; do
+    console=$(timeout 120 ./qemu-system-x86_64 -L /usr/share/qemu -nodefaults -no-user-config \
+        -display none -no-reboot -M microvm,x-option-roms=off,rtc=on,acpi=off \
+        -accel tcg -cpu max -m 512M -kernel "$kernel" -initrd "$initrd" \
+        -append "console=ttyS0 reboot=t panic=-1 quiet 8250.nr_uarts=1 noapictimer no_timer_check noreplace-smp" \
+        -serial stdio < /dev/null) || die "training boot $i failed"
+    grep -q '^VOIDBOX-BARE-INIT ' <<< "$console" || die "training boot $i did not reach the bare init: $console"
+done
+compgen -G "$profile/*tcg_tcg.c.gcda" > /dev/null || die "the training boots wrote no profile of TCG into $profile"
+# The same tree rebuilt with the profile (every object, since the flags
+# changed); objects no boot ran have none, which is not worth a warning.
+configure_and_build "-fprofile-use=$profile -fprofile-correction -Wno-missing-profile" "-fprofile-use=$profile"
 
 mkdir -p "$out.tmp"
 cp qemu-system-x86_64 "$out.tmp/"

@@ -28,7 +28,9 @@ fi
 
 VOIDBOX_VHOST_VSOCK=$("$top/hack/install-deps.sh")
 VOIDBOX_KERNEL=$("$top/guest/build-kernel.sh")
-VOIDBOX_QEMU=$("$top/hack/build-qemu.sh")
+VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
+# Its build boots the bare kernel for a profile (hack/build-qemu.sh).
+VOIDBOX_QEMU=$("$top/hack/build-qemu.sh" "$VOIDBOX_KERNEL" "$VOIDBOX_BARE_INITRD")
 VOIDBOX_RELEASE_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd")/guest.erofs
 VOIDBOX_TEST_IMAGE=$("$top/guest/build-image.sh" "$target/vminitd-debug")/guest.erofs
 if [[ -n $release ]]; then
@@ -36,7 +38,6 @@ if [[ -n $release ]]; then
 else
     VOIDBOX_IMAGE=$VOIDBOX_TEST_IMAGE
 fi
-VOIDBOX_BARE_INITRD=$("$top/guest/build-image.sh" --bare "$target/bare-init")
 # install-deps.sh has fetched these already: here they are only looked up.
 VOIDBOX_CONTAINERD2_DIR=$("$top/hack/fetch-debs.sh" client containerd)
 VOIDBOX_DOCKER_DIR=$("$top/hack/fetch-debs.sh" client docker)
