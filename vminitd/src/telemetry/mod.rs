@@ -36,10 +36,10 @@ impl Telemetry for TelemetryService {
                 0 => DEFAULT_INTERVAL,
                 ms => Duration::from_millis(ms.max(50)),
             };
-            // The first sample waits one interval: the host opens this stream
-            // as the VM finishes booting, while the container's start is under
-            // way and every guest cycle counts.
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            // The first sample at once: the host opens this stream one
+            // interval after the VM is up, not while the container's start
+            // is under way and every guest cycle counts.
+            let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sent = 0;
             while req.max_samples == 0 || sent < req.max_samples {

@@ -48,14 +48,21 @@ fn parse(header: &str) -> Option<Parent> {
     })
 }
 
+/// Lowercase hex only, as W3C asks.
 fn hex(s: &str, bytes: usize) -> Option<Vec<u8>> {
-    let lower = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
-    if s.len() != bytes * 2 || !s.bytes().all(lower) {
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if s.len() != bytes * 2 {
         return None;
     }
-    (0..bytes)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
-        .collect()
+    let mut out = Vec::with_capacity(bytes);
+    for pair in s.as_bytes().chunks_exact(2) {
+        out.push(nibble(pair[0])? << 4 | nibble(pair[1])?);
+    }
+    Some(out)
 }
 
 #[cfg(test)]

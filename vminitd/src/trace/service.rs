@@ -69,7 +69,12 @@ impl TraceService {
             ..Default::default()
         };
         loop {
+            // `biased`: polled in order, without the fairness of a random
+            // start (its code, run by nothing else in a start, is first
+            // translated here under TCG), which the gathering below makes
+            // moot: it takes what has come whatever woke it.
             let first = tokio::select! {
+                biased;
                 span = rx.recv() => span,
                 _ = closing.wait_for(|c| *c) => None,
             };
@@ -93,6 +98,7 @@ impl TraceService {
                         continue;
                     }
                     tokio::select! {
+                        biased;
                         span = rx.recv() => match span {
                             Some(s) => spans.push(s),
                             None => break,

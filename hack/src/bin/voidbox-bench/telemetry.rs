@@ -35,9 +35,12 @@ async fn idle_window(guest: &GuestClient, length: Duration) -> Result<f64, Strin
     Ok(rate(a, cpu_ns(guest).await?))
 }
 
-/// A stream at the default interval for WINDOW_SAMPLES samples.
+/// A stream at the default interval for WINDOW_SAMPLES samples, the first
+/// at its opening: the window ends WINDOW_SAMPLES intervals after it, so
+/// that it holds one sample per interval, as the idle window's length.
 async fn sampling_window(guest: &GuestClient) -> Result<f64, String> {
     let a = cpu_ns(guest).await?;
+    let end = tokio::time::Instant::now() + Duration::from_secs(WINDOW_SAMPLES);
     let req = StreamRequest {
         max_samples: WINDOW_SAMPLES,
         ..Default::default()
@@ -50,6 +53,7 @@ async fn sampling_window(guest: &GuestClient) -> Result<f64, String> {
     if n != WINDOW_SAMPLES {
         return Err(format!("{n} samples, not {WINDOW_SAMPLES}"));
     }
+    tokio::time::sleep_until(end).await;
     Ok(rate(a, cpu_ns(guest).await?))
 }
 
@@ -96,8 +100,7 @@ async fn windows(guest: &GuestClient, rounds: usize) -> Result<(), String> {
     let (mut idle, mut sampling) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let s = sampling_window(guest).await?;
-        // Same length as the sampling window: the first sample comes one
-        // interval after the stream opens, so N samples span N intervals.
+        // Same length as the sampling window: N intervals.
         idle.push(idle_window(guest, Duration::from_secs(WINDOW_SAMPLES)).await?);
         sampling.push(s);
     }
