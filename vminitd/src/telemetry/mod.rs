@@ -41,17 +41,14 @@ impl Telemetry for TelemetryService {
             // is under way and every guest cycle counts.
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // On the console, which the host logs: whether the guest ever
+            // sampled is visible from the outside. With the first sample, for
+            // the same reason: a line, its formatting's first run above all,
+            // costs this emulated guest (docs/performance-tracing.md).
+            info!("telemetry stream sampling ({n} since boot): a sample every {interval:?}");
             let mut sent = 0;
             while req.max_samples == 0 || sent < req.max_samples {
                 tick.tick().await;
-                if sent == 0 {
-                    // On the console, which the host logs: whether the guest
-                    // ever sampled is visible from the outside. Not at the
-                    // opening, for the same reason as the first sample: a
-                    // line, its formatting's first run above all, costs this
-                    // emulated guest (docs/performance-tracing.md).
-                    info!("telemetry stream sampling ({n} since boot): a sample every {interval:?}");
-                }
                 // A failed send means the host hung up: stop sampling.
                 sender.send(&sample::take()).await?;
                 sent += 1;
